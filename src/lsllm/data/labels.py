@@ -1,0 +1,138 @@
+"""The ordered set of label names a model predicts, built from the training split.
+
+The order is stable whatever the row order of the training file, so the same data
+always gives the same label ids (and a saved model's `id2label` means the same thing).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
+
+from .records import DataError, SeqExample, TokenExample
+
+_INT = re.compile(r"-?\d+")
+_BIO = re.compile(r"[BI]-.+")
+
+
+class LabelSet:
+    """Ordered, unique label (or tag) names; a label's id is its position."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        names = [str(n) for n in names]
+        if not names:
+            raise DataError("the label set is empty; the training data needs at least one label")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DataError(f"labels listed more than once: {', '.join(dupes)}; give each label once")
+        self.names: list[str] = names
+        self._ids = {n: i for i, n in enumerate(names)}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ids
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelSet) and other.names == self.names
+
+    def __repr__(self) -> str:
+        return f"LabelSet({self.names!r})"
+
+    def index(self, name: str) -> int:
+        try:
+            return self._ids[name]
+        except KeyError:
+            raise DataError(f"unknown label {name!r}; known labels: {', '.join(self.names)}") from None
+
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    def label2id(self) -> dict[str, int]:
+        return dict(self._ids)
+
+
+def build_label_set(
+    task: Literal["seq", "token"],
+    train_examples: Sequence[SeqExample] | Sequence[TokenExample],
+    given: Sequence[str] | None = None,
+) -> LabelSet:
+    """Labels from the training split, in a stable order; or exactly `given`, with the
+    training data checked against it."""
+    if task not in ("seq", "token"):
+        raise ValueError(f"task must be 'seq' or 'token', not {task!r}")
+    if given is not None:
+        label_set = LabelSet(given)
+        check_labels(label_set, train_examples, "train")
+        return label_set
+    seen = _seen(train_examples)
+    if not seen:
+        raise DataError("the training data has no labels; a labelled training file is needed")
+    return LabelSet(_order_seq(seen) if task == "seq" else _order_tags(seen))
+
+
+def check_labels(
+    label_set: LabelSet,
+    examples: Sequence[SeqExample] | Sequence[TokenExample],
+    split_name: str,
+) -> None:
+    """Raise DataError at the first example whose label (or tag) is not in the set."""
+    for example, label in _labels_with_examples(examples):
+        if label not in label_set:
+            raise DataError(
+                f"{example.source}: label {label!r} in the {split_name} split is not among the training "
+                f"labels ({', '.join(label_set.names)}); fix the data, or list every label with --labels"
+            )
+
+
+def entity_types(label_set: LabelSet) -> list[str]:
+    """Entity types of a tag set, in label-set order: PER from B-PER/I-PER; for a plain
+    tag set (PER, O) every tag but O."""
+    types: dict[str, None] = {}
+    for name in label_set.names:
+        if _BIO.fullmatch(name):
+            types[name[2:]] = None
+        elif name != "O":
+            types[name] = None
+    return list(types)
+
+
+def _labels_with_examples(
+    examples: Iterable[SeqExample | TokenExample],
+) -> Iterator[tuple[SeqExample | TokenExample, str]]:
+    for example in examples:
+        if isinstance(example, TokenExample):
+            for tag in example.tags or ():
+                yield example, tag
+        elif example.label is not None:
+            yield example, example.label
+
+
+def _seen(examples: Iterable[SeqExample | TokenExample]) -> set[str]:
+    return {label for _, label in _labels_with_examples(examples)}
+
+
+def _order_seq(labels: set[str]) -> list[str]:
+    # "2" < "10": integer labels sort as numbers, anything else alphabetically.
+    if all(_INT.fullmatch(label) for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _order_tags(tags: set[str]) -> list[str]:
+    """O first, then B-/I- per entity type, sorted by type; each type gets both its B-
+    and I- tag, so a model can predict every valid tag even if one never occurs."""
+    bio = {t for t in tags if _BIO.fullmatch(t)}
+    if not bio:  # plain tag set such as PER/LOC/O
+        return (["O"] if "O" in tags else []) + sorted(tags - {"O"})
+    odd = sorted(tags - bio - {"O"})
+    if odd:
+        raise DataError(
+            f"tags {', '.join(odd)} are not IOB; with B-/I- tags every tag must be O, B-TYPE or I-TYPE"
+        )
+    types = sorted({t[2:] for t in bio})
+    return ["O"] + [f"{prefix}-{t}" for t in types for prefix in ("B", "I")]

@@ -1,0 +1,53 @@
+"""LoRA presets, applied with PEFT to the backbone only (the head trains in full, always)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+
+LoraPreset = Literal["paper", "all-linear", "none"]
+
+# Names of the query/value projections across families (Llama-style first, then BERT-style).
+_QV_NAMES = [("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("Wqkv",), ("qkv_proj",), ("c_attn",)]
+
+
+def linear_names(backbone: nn.Module) -> list[str]:
+    """Leaf names of every nn.Linear in the backbone (e.g. q_proj, ..., down_proj)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if isinstance(m, nn.Linear)})
+
+
+def resolve_lora(backbone: nn.Module, preset: LoraPreset, rank: int | None = None, alpha: int | None = None,
+                 dropout: float | None = None, targets: list[str] | None = None) -> dict:
+    """The concrete LoRA settings for this backbone ({} means full fine-tuning)."""
+    if preset == "none":
+        return {}
+    names = linear_names(backbone)
+    if targets is None:
+        if preset == "paper":
+            targets = next((list(qv) for qv in _QV_NAMES if all(n in names for n in qv)), None)
+            if targets is None:
+                raise ValueError(f"can't find query/value projections for the 'paper' LoRA preset among {names}; "
+                                 "pass lora targets explicitly")
+        elif preset == "all-linear":
+            targets = names
+        else:
+            raise ValueError(f"unknown LoRA preset {preset!r}; choose paper, all-linear or none")
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ValueError(f"LoRA targets {missing} are not linear layers of this model; it has {names}")
+    return {"preset": preset, "r": rank or 12, "alpha": alpha or 32, "dropout": 0.1 if dropout is None else dropout,
+            "targets": targets}
+
+
+def apply_lora(backbone: nn.Module, settings: dict) -> nn.Module:
+    """Wrap the backbone in PEFT LoRA; with empty settings every weight trains."""
+    if not settings:
+        return backbone
+    config = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
+                        target_modules=settings["targets"], bias="none")
+    return get_peft_model(backbone, config)
+
+
+def load_lora(backbone: nn.Module, adapter_dir: str) -> PeftModel:
+    return PeftModel.from_pretrained(backbone, adapter_dir, is_trainable=False)
