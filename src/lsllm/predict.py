@@ -1,0 +1,100 @@
+"""Predict with a trained model: label strings (and probabilities) for texts, tags and entities for sentences."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsllm.data.labels import LabelSet
+from lsllm.data.readers import read_examples, read_texts
+from lsllm.data.records import SeqExample, TokenExample
+from lsllm.evaluate import predict_examples
+from lsllm.model.build import load_model
+from lsllm.spans import split_words, tags_to_entities
+from lsllm.writers import write_predictions
+
+
+def prediction_rows(examples, evaluation, labels: LabelSet, texts: list[str] | None = None) -> list[dict]:
+    """One JSON-able row per example: label + every label's probability, or tags per word (+ entities)."""
+    rows = []
+    for i, (example, pred, probs) in enumerate(zip(examples, evaluation.predictions, evaluation.probabilities)):
+        if isinstance(example, SeqExample):
+            row = {"text": example.text}
+            if example.text_pair is not None:
+                row["text_pair"] = example.text_pair
+            row["label"] = pred
+            row["probs"] = {name: round(float(p), 6) for name, p in zip(labels.names, probs)}
+            if example.label is not None:
+                row["gold"] = example.label
+        else:
+            scores = [float(p.max()) for p in probs] if len(probs) else []
+            row = {"tokens": example.tokens, "tags": pred, "scores": [round(s, 6) for s in scores]}
+            if example.tags is not None:
+                row["gold"] = example.tags
+            text = texts[i] if texts is not None else None
+            if text is not None:
+                row = {"text": text, **row}
+            row["entities"] = [e.to_dict() for e in tags_to_entities(example.tokens, pred, scores, text)]
+        rows.append(row)
+    return rows
+
+
+class Predictor:
+    """A loaded model that predicts labels for raw strings or files.
+
+    >>> p = Predictor("runs/sst2/model")
+    >>> p.predict(["a gorgeous, witty film"])   # doctest: +SKIP
+    ['positive']
+    """
+
+    def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
+                 precision: str = "auto"):
+        self.model, self.tokenizer = load_model(Path(model_dir))
+        if device:
+            self.model.to(device)
+        self.spec = self.model.spec
+        self.labels = LabelSet(self.spec.labels)
+        self.batch_size, self.precision = batch_size, precision
+
+    def predict(self, texts: list[str]) -> list:
+        """Label strings for texts (sequence tasks) or tag lists for texts split into words (token tasks)."""
+        return [r["label"] if "label" in r else r["tags"] for r in self.predict_rows(texts)]
+
+    def predict_rows(self, texts: list[str]) -> list[dict]:
+        if self.spec.task == "token":
+            examples = [TokenExample(tokens=split_words(t), source=f"text {i + 1}") for i, t in enumerate(texts)]
+            keep = [i for i, e in enumerate(examples) if e.tokens]
+            rows = self._rows([examples[i] for i in keep], [texts[i] for i in keep])
+            by_index = dict(zip(keep, rows))
+            return [by_index.get(i, {"text": t, "tokens": [], "tags": [], "scores": [], "entities": []})
+                    for i, t in enumerate(texts)]
+        return self._rows([SeqExample(text=t) for t in texts])
+
+    def predict_file(self, path: str | Path, **columns) -> list[dict]:
+        """Rows for every example of a file in any training format (labels optional)."""
+        if self.spec.task == "token":
+            examples = read_examples(path, "token", require_labels=False, **columns)
+        else:
+            examples = read_texts(path, **columns)
+        return self._rows(examples)
+
+    def _rows(self, examples, texts=None) -> list[dict]:
+        if not examples:
+            return []
+        evaluation = predict_examples(self.model, self.tokenizer, examples, self.labels, self.batch_size,
+                                      self.precision)
+        return prediction_rows(examples, evaluation, self.labels, texts)
+
+
+def predict(model_dir: str | Path, texts: list[str] | None = None, input: str | Path | None = None,
+            output: str | Path | None = None, **columns) -> list[dict]:
+    """`lsllm predict`: rows for raw texts or a file; written to `output` (JSONL or CSV) when given."""
+    predictor = Predictor(_model_folder(model_dir))
+    rows = predictor.predict_rows(texts) if texts is not None else predictor.predict_file(input, **columns)
+    if output is not None:
+        write_predictions(output, rows)
+    return rows
+
+
+def _model_folder(path: str | Path) -> Path:
+    """Accept a run folder (uses its model/) or a model folder."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "lsllm.json").is_file() else path
