@@ -10,6 +10,7 @@ the answer, for instruction tuning of the same causal LM.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import re
@@ -360,7 +361,8 @@ def _score_batch(model, tokenizer, rows: list[_PromptLabels], n_labels: int) -> 
     out = model(input_ids=prefix_ids.to(device), attention_mask=prefix_mask.to(device),
                 position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
     first_log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): predicts suffix token 0
-    cache = out.past_key_values
+    cache_name = _cache_argument(model)
+    cache = getattr(out, cache_name)
     cache.batch_repeat_interleave(n_labels)  # (B, ...) -> (B*L, ...), row b*L + l
 
     suffixes = [s for r in rows for s in r.suffixes]
@@ -369,16 +371,22 @@ def _score_batch(model, tokenizer, rows: list[_PromptLabels], n_labels: int) -> 
     lengths = prefix_mask.sum(-1).repeat_interleave(n_labels)  # (B*L,)
     suffix_positions = lengths[:, None] + torch.arange(suffix_ids.shape[1])  # (B*L, S)
     logits = model(input_ids=suffix_ids.to(device), attention_mask=mask.to(device),
-                   position_ids=suffix_positions.to(device), past_key_values=cache, use_cache=True).logits
+                   position_ids=suffix_positions.to(device), use_cache=True, **{cache_name: cache}).logits
     log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B*L, S, V): position j predicts suffix token j+1
 
-    scores = torch.empty(len(suffixes), dtype=torch.float64)
+    scores = []
     skips = [k for r in rows for k in r.skips]
     for row, (suffix, skip) in enumerate(zip(suffixes, skips)):
         targets = torch.tensor(suffix, device=device)  # (S_row,)
         predicted = torch.cat([first_log_probs[row // n_labels, None], log_probs[row, :len(suffix) - 1]])  # (S_row, V)
-        scores[row] = predicted[skip:].gather(1, targets[skip:, None]).sum().item()
-    return scores.view(len(rows), n_labels)  # (B*L,) -> (B, L)
+        scores.append(predicted[skip:].gather(1, targets[skip:, None]).sum())
+    return torch.stack(scores).double().cpu().view(len(rows), n_labels)  # (B*L,) -> (B, L)
+
+
+def _cache_argument(model) -> str:
+    """transformers renamed `past_key_values` to `cache` (argument and output field) during 5.x."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _pad(sequences: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -502,9 +510,11 @@ def entities_to_tags(words: Sequence[str], entities: Sequence[tuple[str, str]]) 
 
 
 def _span_word_variants(span: str) -> list[list[str]]:
-    """The span as words: CoNLL-style split, whitespace split, and without a trailing punctuation word."""
+    """The span as words: CoNLL-style split (a final punctuation word dropped first: it is rarely part
+    of the entity), then whitespace split."""
     variants = [split_words(span), span.split()]
-    variants += [v[:-1] for v in variants if len(v) > 1 and not any(c.isalnum() for c in v[-1])]
+    trimmed = [v[:-1] for v in variants if len(v) > 1 and not any(c.isalnum() for c in v[-1])]
+    variants = trimmed + variants
     unique: list[list[str]] = []
     for v in variants:
         if v and v not in unique:

@@ -1,0 +1,189 @@
+"""End to end on tiny in-process models: train -> eval -> predict -> export -> reload, from the CLI."""
+import csv
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from lsllm.cli import app
+from lsllm.config import RunConfig
+from lsllm.predict import Predictor
+from lsllm.training.loop import train
+
+runner = CliRunner()
+POS = "good great love fun fine".split()
+NEG = "bad awful hate boring dull".split()
+FILLER = "the a movie film plot actor was is".split()
+
+
+def write_seq_csv(path, n, seed):
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            label = "pos" if i % 2 else "neg"
+            words = rng.sample(FILLER, 3) + [rng.choice(POS if label == "pos" else NEG)] + rng.sample(FILLER, 2)
+            w.writerow([" ".join(words), label])
+    return path
+
+
+def write_conll(path, n, seed):
+    rng = random.Random(seed)
+    names, places = ["john", "mary"], ["paris", "london"]
+    with open(path, "w") as f:
+        for _ in range(n):
+            sent = [(rng.choice(FILLER), "O"), (rng.choice(names), "B-PER"), ("in", "O"), (rng.choice(places), "B-LOC"),
+                    (rng.choice(FILLER), "O")]
+            f.write("\n".join(f"{w}\t{t}" for w, t in sent) + "\n\n")
+    return path
+
+
+@pytest.fixture
+def seq_data(tmp_path):
+    return (write_seq_csv(tmp_path / "train.csv", 64, 0), write_seq_csv(tmp_path / "dev.csv", 16, 1),
+            write_seq_csv(tmp_path / "test.csv", 16, 2))
+
+
+def _train_args(model, train_path, dev, test, out, *extra):
+    return ["train", "--model", str(model), "--train", str(train_path), "--validation", str(dev), "--test", str(test),
+            "--max-steps", "12", "--batch-size", "8", "--lr", "3e-3", "--eval-every", "4", "--output", str(out),
+            *extra]
+
+
+def test_seq_train_eval_predict_export_reload(tiny_models, seq_data, tmp_path):
+    train_path, dev, test = seq_data
+    run = tmp_path / "run"
+    result = runner.invoke(app, _train_args(tiny_models["llama"], train_path, dev, test, run))
+    assert result.exit_code == 0, result.output
+    assert "validation: accuracy" in result.output
+    assert sorted(p.name for p in run.iterdir()) == sorted([
+        "config.yaml", "model", "metrics.json", "report.txt", "log.jsonl", "curves.png", "confusion.png",
+        "labels.txt", "best_validation.json", "validation_predictions.jsonl", "test_predictions.jsonl"])
+    assert not (tmp_path / "run.incomplete").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["validation"]) >= {"accuracy", "macro_f1", "per_class", "loss"}
+    assert metrics["best_step"] in (4, 8, 12) and metrics["steps"] == 12
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "eval"] == [4, 8, 12]
+    assert all({"loss", "lr", "tokens_per_s"} <= set(r) for r in log if r["type"] == "train")
+    resolved = RunConfig.from_yaml(run / "config.yaml")
+    assert resolved.train.max_steps == 12 and resolved.model.model == str(tiny_models["llama"])
+
+    # eval re-scores test exactly as training did
+    result = runner.invoke(app, ["eval", str(run), "--data", str(test)])
+    assert result.exit_code == 0, result.output
+    again = json.loads((run / "eval_test.json").read_text())
+    assert again["accuracy"] == metrics["test"]["accuracy"]
+
+    # predictions from the run, the CLI and a merged export all agree with the end of training
+    trained = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    out = tmp_path / "pred.jsonl"
+    assert runner.invoke(app, ["predict", str(run), "--input", str(test), "--output", str(out)]).exit_code == 0
+    predicted = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["label"] for p in predicted] == [t["label"] for t in trained]
+    assert all(abs(sum(p["probs"].values()) - 1) < 1e-4 for p in predicted)
+    result = runner.invoke(app, ["export", str(run), "--output", str(tmp_path / "merged"), "--merge"])
+    assert result.exit_code == 0, result.output
+    merged = Predictor(tmp_path / "merged").predict([t["text"] for t in trained])
+    assert merged == [t["label"] for t in trained]
+    csv_out = tmp_path / "pred.csv"
+    assert runner.invoke(app, ["predict", str(run), "--text", "a good movie", "--output", str(csv_out)]).exit_code == 0
+    assert csv_out.read_text().splitlines()[0].split(",")[:2] == ["text", "label"]
+
+
+def test_token_task_from_conll(tiny_models, tmp_path):
+    train_path, dev = write_conll(tmp_path / "train.conll", 48, 0), write_conll(tmp_path / "dev.conll", 8, 1)
+    run = tmp_path / "ner"
+    result = runner.invoke(app, _train_args(tiny_models["qwen2"], train_path, dev, dev, run, "--task", "token"))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"precision", "recall", "f1", "per_type"} <= set(metrics["validation"])
+    assert not (run / "confusion.png").exists()
+    result = runner.invoke(app, ["predict", str(run), "--text", "john in paris ."])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert row["tokens"] == ["john", "in", "paris", "."] and len(row["tags"]) == 4
+    for e in row["entities"]:
+        assert row["text"][e["start"]:e["end"]] == e["text"]
+
+
+def test_same_seed_same_metrics_and_resume_matches(tiny_models, seq_data, tmp_path, monkeypatch):
+    train_path, dev, test = seq_data
+
+    def config(out):
+        c = RunConfig()
+        c.data.train, c.data.validation, c.data.test = str(train_path), str(dev), str(test)
+        c.model.model = str(tiny_models["llama"])
+        c.train.max_steps, c.train.eval_every, c.train.lr, c.train.log_every = 12, 4, 3e-3, 2
+        c.output = str(out)
+        return c
+
+    a = train(config(tmp_path / "a"), progress=False).metrics
+    b = train(config(tmp_path / "b"), progress=False).metrics
+    assert a["validation"] == b["validation"] and a["test"] == b["test"]
+
+    # Kill the run right after the checkpoint at step 8, then resume it.
+    import lsllm.training.loop as loop
+    real = loop.save_checkpoint
+
+    def crash_after_step_8(work, model, optimizer, scheduler, state):
+        real(work, model, optimizer, scheduler, state)
+        if state["step"] == 8:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "c"), progress=False)
+    assert (tmp_path / "c.incomplete" / "checkpoint").is_dir() and not (tmp_path / "c").exists()
+    monkeypatch.setattr(loop, "save_checkpoint", real)
+    c = train(config(tmp_path / "c"), resume=True, progress=False).metrics
+    assert c["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=1e-6)
+    assert c["validation"]["loss"] == pytest.approx(a["validation"]["loss"], rel=1e-4)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert steps == [json.loads(line)["step"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("content,problem", [
+    ("text,label\n,pos\n", "empty text"),
+    ("txt,label\nhello,pos\n", "column 'text'"),
+    ("", "empty"),
+])
+def test_bad_input_fails_before_anything_is_written(tiny_models, tmp_path, content, problem):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    good = write_seq_csv(tmp_path / "good.csv", 8, 0)
+    run = tmp_path / "run"
+    result = runner.invoke(app, _train_args(tiny_models["llama"], bad, good, good, run))
+    assert result.exit_code == 2
+    assert "bad.csv" in result.output
+    assert not run.exists() and not (tmp_path / "run.incomplete").exists()
+
+
+def test_unseen_test_label_and_existing_run_are_refused(tiny_models, seq_data, tmp_path):
+    train_path, dev, _ = seq_data
+    odd = tmp_path / "odd.csv"
+    odd.write_text("text,label\na good movie,neutral\n")
+    result = runner.invoke(app, _train_args(tiny_models["llama"], train_path, dev, odd, tmp_path / "r"))
+    assert result.exit_code == 2 and "neutral" in result.output and "odd.csv" in result.output
+    (tmp_path / "exists").mkdir()
+    result = runner.invoke(app, _train_args(tiny_models["llama"], train_path, dev, dev, tmp_path / "exists"))
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_yaml_config_with_flag_overrides(tiny_models, seq_data, tmp_path):
+    train_path, dev, test = seq_data
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"data:\n  train: {train_path}\n  validation: {dev}\nmodel:\n  model: {tiny_models['mistral']}\n"
+                   f"  bidirectional: false\ntrain:\n  max_steps: 50\n  batch_size: 4\n")
+    result = runner.invoke(app, ["train", str(cfg), "--max-steps", "3", "--pooling", "mean", "-o", str(tmp_path / "y")])
+    assert result.exit_code == 0, result.output
+    resolved = RunConfig.from_yaml(tmp_path / "y" / "config.yaml")
+    assert resolved.train.max_steps == 3 and resolved.train.batch_size == 4 and resolved.model.pooling == "mean"
+    spec = json.loads((tmp_path / "y" / "model" / "lsllm.json").read_text())
+    assert spec["bidirectional"] is False and spec["pooling"] == "mean"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  modle: x\n")
+    result = runner.invoke(app, ["train", str(bad), "--train", str(train_path), "-o", str(tmp_path / "z")])
+    assert result.exit_code == 2 and "model.modle" in result.output
