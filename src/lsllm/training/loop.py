@@ -43,6 +43,9 @@ class RunFolderError(ValueError):
 class TrainResult:
     run_dir: Path
     metrics: dict
+    """metrics.json's content (empty on ranks other than 0)."""
+    model: object = None
+    """The in-memory model at the end of training (last step, not necessarily the best)."""
 
 
 @dataclass
@@ -81,7 +84,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         raise RunFolderError(f"nothing to resume: {work / CHECKPOINT} does not exist")
     splits = read_splits(config)
 
-    accelerator = Accelerator()
+    # cpu=True on machines without a GPU: accelerate then runs torchrun's processes as multi-CPU DDP (gloo).
+    accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
     writer = accelerator.is_main_process
     if writer:
         if work.exists() and not resume:
@@ -191,7 +195,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
         os.replace(work, output)
     accelerator.wait_for_everyone()
-    return TrainResult(run_dir=output, metrics=metrics)
+    return TrainResult(run_dir=output, metrics=metrics, model=model)
 
 
 def _validate(config, model, tokenizer, splits, val_features, work, state, main_metric, accelerator, bar) -> bool:
