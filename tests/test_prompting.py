@@ -81,6 +81,22 @@ def test_probabilities_sum_to_one_and_prefix_labels_score_every_token(llama, tok
     assert (whole[:, 0] < whole[:, 1]).all()
 
 
+def test_scoring_mid_training_uses_eval_mode_and_restores_it(llama, tok):
+    expected = label_log_likelihoods(llama, tok, PROMPTS[:2], LABELS)
+    attention = [m for m in llama.modules() if hasattr(m, "attention_dropout")]
+    assert attention
+    for module in attention:
+        module.attention_dropout = 0.5  # would randomise scores if dropout were on
+    llama.train()
+    try:
+        torch.testing.assert_close(label_log_likelihoods(llama, tok, PROMPTS[:2], LABELS), expected)
+        assert llama.training
+    finally:
+        for module in attention:
+            module.attention_dropout = 0.0
+        llama.eval()
+
+
 def test_bpe_boundary_and_prefix_labels_with_a_real_tokenizer(smollm2):
     bpe = load_tokenizer(smollm2)
     names = lambda ids: bpe.convert_ids_to_tokens(ids)  # noqa: E731
@@ -221,9 +237,9 @@ def test_prompt_has_label_names_and_text(tok):
     config = PromptConfig(label_names={"0": "negative", "1": "positive"})
     [prompt] = build_prompts([SeqExample("a fun movie")], SEQ_LABELS, config, tok)
     assert prompt == DEFAULT_TEMPLATE.replace("{labels}", "negative, positive").replace("{text}", "a fun movie")
-    assert prompting.label_texts(SEQ_LABELS, PromptConfig()) == ["0", "1"]
+    assert prompting.shown_labels(SEQ_LABELS, PromptConfig()) == ["0", "1"]
     with pytest.raises(ValueError, match="distinct"):
-        prompting.label_texts(SEQ_LABELS, PromptConfig(label_names={"0": "same", "1": "Same"}))
+        prompting.shown_labels(SEQ_LABELS, PromptConfig(label_names={"0": "same", "1": "Same"}))
 
 
 def test_chat_template_is_used_when_present(tok):
@@ -306,6 +322,9 @@ def test_prompt_config_from_yaml_and_label_name_specs(tmp_path):
         load_prompt_config(path)
     with pytest.raises(ValueError, match=r"\{text\}"):
         PromptConfig(template="no placeholder")
+    path.write_text("k_shot: four\n")
+    with pytest.raises(ValueError, match="k_shot must be int"):
+        load_prompt_config(path)
 
 
 # --------------------------------------------------------------------------

@@ -11,10 +11,10 @@ the answer, for instruction tuning of the same causal LM.
 from __future__ import annotations
 
 import inspect
-import logging
 import random
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
@@ -26,7 +26,6 @@ from lsllm.data.labels import LabelSet, entity_types
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.spans import split_words, tags_to_entities
 
-log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = (
     "You are a classification model. Based on the given article, you need to predict the most relevant "
@@ -61,6 +60,12 @@ class PromptConfig:
     """Token budget for the prompt plus the longest label; the article text is cut to fit."""
 
     def __post_init__(self) -> None:
+        # Values often come from a hand-edited YAML file, so check their types here.
+        for name, kind in (("template", str), ("use_chat_template", bool), ("k_shot", int), ("seed", int),
+                           ("max_length", int)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"prompt setting {name} must be {kind.__name__}, not {value!r}")
         if "{text}" not in self.template:
             raise ValueError("the prompt template needs a {text} placeholder for the article")
         if self.k_shot < 0:
@@ -111,7 +116,7 @@ def parse_label_names(spec: str) -> dict[str, str]:
 # Prompts
 # --------------------------------------------------------------------------
 
-def label_texts(labels: LabelSet, config: PromptConfig) -> list[str]:
+def shown_labels(labels: LabelSet, config: PromptConfig) -> list[str]:
     """What the model sees (and must say) for each label of a sequence task, in label-set order."""
     names = config.label_names or {}
     texts = [names.get(label, label) for label in labels]
@@ -121,7 +126,7 @@ def label_texts(labels: LabelSet, config: PromptConfig) -> list[str]:
     return texts
 
 
-def type_names(labels: LabelSet, config: PromptConfig) -> dict[str, str]:
+def shown_types(labels: LabelSet, config: PromptConfig) -> dict[str, str]:
     """Entity type -> the name the model sees, for a token-tagging label set."""
     names = config.label_names or {}
     shown = {t: names.get(t, t) for t in entity_types(labels)}
@@ -165,9 +170,9 @@ def _stratum(example: SeqExample | TokenExample) -> str | None:
 def build_answers(examples: Sequence[SeqExample | TokenExample], labels: LabelSet, config: PromptConfig) -> list[str]:
     """The text a perfect model would answer: the label's name, or "type: span; ..." / "none"."""
     if examples and isinstance(examples[0], TokenExample):
-        shown = type_names(labels, config)
+        shown = shown_types(labels, config)
         return [format_entities(_gold_entities(e, shown)) for e in examples]
-    texts = dict(zip(labels.names, label_texts(labels, config)))
+    texts = dict(zip(labels.names, shown_labels(labels, config)))
     answers = []
     for example in examples:
         if example.label is None:
@@ -198,7 +203,7 @@ def build_prompts(examples: Sequence[SeqExample | TokenExample], labels: LabelSe
     template = config.template
     if token_task and template == DEFAULT_TEMPLATE:
         template = NER_TEMPLATE
-    names = list(type_names(labels, config).values()) if token_task else label_texts(labels, config)
+    names = list(shown_types(labels, config).values()) if token_task else shown_labels(labels, config)
     filled = _PLACEHOLDER.sub(lambda m: ", ".join(names) if m.group(1) == "labels" else "{text}", template)
     chat = config.use_chat_template and bool(getattr(tokenizer, "chat_template", None))
     # Room left for the answer when a label is scored as the prompt's continuation.
@@ -232,7 +237,10 @@ def _render(tokenizer, filled: str, shot_pairs: list[tuple[str, str]], text: str
             messages += [{"role": "user", "content": filled.replace("{text}", shot_text)},
                          {"role": "assistant", "content": answer}]
         messages.append({"role": "user", "content": filled.replace("{text}", text)})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # enable_thinking=False: Qwen3-style templates would otherwise expect a <think> block before
+        # the answer; templates without the variable ignore it.
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             enable_thinking=False)
     blocks = [filled.replace("{text}", shot_text) + answer + "\n\n" for shot_text, answer in shot_pairs]
     return "".join(blocks) + filled.replace("{text}", text)
 
@@ -302,6 +310,17 @@ def continuation_ids(tokenizer, prompt: str, continuation: str, adds_bos: bool |
     return full, start
 
 
+@contextmanager
+def _evaluating(model):
+    """Eval mode (no dropout) for the duration, then back to the caller's mode (e.g. mid-training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _check_causal(model) -> None:
     if getattr(model.config, "is_causal", True) is False:
         raise ValueError("the model's attention is bidirectional (config.is_causal=False); "
@@ -326,10 +345,10 @@ def label_log_likelihoods(model, tokenizer, prompts: Sequence[str], label_texts:
     # Longest first, so batches hold similar lengths (little padding) and memory peaks early.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i].prefix))
     scores = torch.empty(len(rows), len(label_texts), dtype=torch.float64)
-    model.eval()
-    for b in range(0, len(order), batch_size):
-        ids = order[b:b + batch_size]
-        scores[ids] = _score_batch(model, tokenizer, [rows[i] for i in ids], len(label_texts))
+    with _evaluating(model):
+        for b in range(0, len(order), batch_size):
+            ids = order[b:b + batch_size]
+            scores[ids] = _score_batch(model, tokenizer, [rows[i] for i in ids], len(label_texts))
     return scores
 
 
@@ -419,18 +438,18 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
     outputs: list[str] = [""] * len(encoded)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model.eval()
-    for b in range(0, len(order), batch_size):
-        # Left padding: generation appends after the last column, so every row must end there.
-        input_ids, mask = _pad([encoded[i] for i in order[b:b + batch_size]], pad_id, left=True)
-        width = input_ids.shape[1]
-        generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                   max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                   temperature=None, top_p=None, top_k=None,
-                                   pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
-        new_tokens = generated[:, width:]  # (B, <= max_new_tokens)
-        for row, ids in enumerate(new_tokens.tolist()):
-            outputs[order[b + row]] = tokenizer.decode(ids, skip_special_tokens=True)
+    with _evaluating(model):
+        for b in range(0, len(order), batch_size):
+            # Left padding: generation appends after the last column, so every row must end there.
+            input_ids, mask = _pad([encoded[i] for i in order[b:b + batch_size]], pad_id, left=True)
+            width = input_ids.shape[1]
+            generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                       max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                       temperature=None, top_p=None, top_k=None,
+                                       pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+            new_tokens = generated[:, width:]  # (B, <= max_new_tokens)
+            for row, ids in enumerate(new_tokens.tolist()):
+                outputs[order[b + row]] = tokenizer.decode(ids, skip_special_tokens=True)
     return outputs
 
 
@@ -598,7 +617,7 @@ def predict_zero_shot(model, tokenizer, examples: Sequence[SeqExample | TokenExa
     if examples and isinstance(examples[0], TokenExample):
         return _predict_tags(model, tokenizer, examples, labels, config, prompts, batch_size, max_new_tokens or 128)
 
-    texts = label_texts(labels, config)
+    texts = shown_labels(labels, config)
     if mode == "score":
         probs = score_labels(model, tokenizer, prompts, texts, batch_size)
         return {"predictions": [labels.names[i] for i in probs.argmax(dim=-1).tolist()],
@@ -611,7 +630,7 @@ def predict_zero_shot(model, tokenizer, examples: Sequence[SeqExample | TokenExa
 
 def _predict_tags(model, tokenizer, examples: Sequence[TokenExample], labels: LabelSet, config: PromptConfig,
                   prompts: list[str], batch_size: int, max_new_tokens: int) -> dict:
-    type_of = {shown: etype for etype, shown in type_names(labels, config).items()}
+    type_of = {shown: etype for etype, shown in shown_types(labels, config).items()}
     raw = generate_texts(model, tokenizer, prompts, max_new_tokens, batch_size)
     bio = any(name.startswith(("B-", "I-")) for name in labels)
     predictions, invalid = [], 0

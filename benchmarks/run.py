@@ -1,0 +1,129 @@
+"""Experiment runner: a grid of dataset x variant x seed, each cell a normal `lsllm train` run.
+
+    python benchmarks/run.py benchmarks/experiments/defaults.yaml [--only SUBSTRING] [--dry-run]
+
+Cells whose run folder is complete are skipped, so a killed sweep resumes where it stopped (an
+interrupted cell restarts from its own checkpoint with --resume). Each cell records its command,
+seed, train size, steps, wall time and metrics in `<runs_dir>/<cell>/cell.json`.
+Subsets are fixed and seeded: `train_subset: N` samples N training examples with seed 0; validation
+and test are always used whole.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from lsllm.data.readers import read_examples
+from lsllm.data.records import SeqExample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cells(spec: dict) -> list[dict]:
+    """Expand the grid into cells: name, dataset, variant, seed and the merged config sections."""
+    out = []
+    for block in spec["grid"]:
+        for ds_name in block["datasets"]:
+            for var_name in block["variants"]:
+                for seed in block.get("seeds", [0]):
+                    dataset, variant = spec["datasets"][ds_name], spec["variants"][var_name]
+                    config = copy.deepcopy(spec.get("defaults", {}))
+                    for section, values in variant.items():
+                        config.setdefault(section, {}).update(values)
+                    config.setdefault("model", {})["task"] = dataset["task"]
+                    config.setdefault("train", {})["seed"] = seed
+                    for section, values in dataset.get("overrides", {}).items():
+                        config.setdefault(section, {}).update(values)
+                    out.append({"name": f"{ds_name}__{var_name}__s{seed}", "dataset": ds_name, "variant": var_name,
+                                "seed": seed, "config": config})
+    return out
+
+
+def subset_file(dataset: dict, folder: Path) -> tuple[str, int]:
+    """The training file for a cell: the whole split, or a fixed seeded subset written as JSONL."""
+    path = str((ROOT / dataset["train"]) if not Path(dataset["train"]).is_absolute() else dataset["train"])
+    n = dataset.get("train_subset")
+    columns = dataset.get("columns", {})
+    examples = read_examples(path, dataset["task"], **columns)
+    if not n or n >= len(examples):
+        return path, len(examples)
+    chosen = random.Random(0).sample(examples, n)
+    target = folder / "train_subset.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", encoding="utf-8") as f:
+        for e in chosen:
+            row = ({"text": e.text, "label": e.label} | ({"text_pair": e.text_pair} if e.text_pair else {})
+                   if isinstance(e, SeqExample) else {"tokens": e.tokens, "tags": e.tags})
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return str(target), n
+
+
+def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool) -> dict | None:
+    folder = runs_dir / cell["name"]
+    record_path = folder / "cell.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
+    dataset = spec["datasets"][cell["dataset"]]
+    train_path, n_train = subset_file(dataset, folder / "data")
+    config = copy.deepcopy(cell["config"])
+    data = config.setdefault("data", {})
+    data["train"] = train_path
+    for split in ("validation", "test"):
+        if dataset.get(split):
+            data[split] = str(ROOT / dataset[split]) if not Path(dataset[split]).is_absolute() else dataset[split]
+    if train_path.endswith(".jsonl"):
+        data = {k: v for k, v in data.items() if not k.endswith("_column")} | {"format": None}
+        config["data"] = data | {"train": train_path}
+    else:
+        data.update(dataset.get("columns", {}))
+    config_path = folder / "config.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run = folder / "run"
+    command = [sys.executable, "-m", "lsllm.cli", "train", str(config_path), "--output", str(run)]
+    if (folder / "run.incomplete" / "checkpoint").is_dir():
+        command.append("--resume")
+    print(f"[{cell['name']}] {' '.join(command)}", flush=True)
+    if dry_run:
+        return None
+    start = time.time()
+    proc = subprocess.run(command, cwd=ROOT)
+    if proc.returncode != 0:
+        print(f"[{cell['name']}] failed with exit code {proc.returncode}", flush=True)
+        return None
+    metrics = json.loads((run / "metrics.json").read_text())
+    record = {**{k: cell[k] for k in ("name", "dataset", "variant", "seed")}, "command": " ".join(command),
+              "train_examples": n_train, "steps": metrics["steps"], "wall_time_s": round(time.time() - start, 1),
+              "main_metric": metrics["main_metric"], "metrics": metrics}
+    record_path.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiments", type=Path)
+    parser.add_argument("--only", action="append", default=[], help="run cells whose name contains this (repeatable)")
+    parser.add_argument("--runs-dir", type=Path, default=None)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args()
+    spec = yaml.safe_load(args.experiments.read_text())
+    runs_dir = args.runs_dir or ROOT / spec.get("runs_dir", "benchmarks/runs")
+    selected = [c for c in cells(spec) if not args.only or any(s in c["name"] for s in args.only)]
+    print(f"{len(selected)} cells; runs in {runs_dir}", flush=True)
+    failed = 0
+    for cell in selected:
+        record = run_cell(cell, spec, runs_dir, args.dry_run)
+        failed += record is None and not args.dry_run
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Throughput of the LS-LLaMA reference recipe against lsllm's defaults, side by side, on SmolLM2-135M.
+
+    python benchmarks/throughput.py [--quick] [--steps N] [--accuracy] [--workloads NAME ...] [--out FILE.json]
+
+Training variants (each runs in its own spawned process, so its peak memory is its own):
+  reference  the original LS-LLaMA recipe on current transformers: every row padded/truncated to 64
+             tokens, float32, eager attention, LoRA r12/a32/dropout 0.1 on q_proj,v_proj, random
+             batches of 8, AdamW lr 1e-4 (weight decay 0.01, no warm-up, as in its Trainer setup)
+  lsllm      what `lsllm train` does by default: `build_model` defaults, `encode` once,
+             `length_grouped_batches`, dynamic-padding `collate`, `autocast_dtype("auto")` autocast,
+             AdamW with RunConfig's defaults
+Both train on the same seeded sample for the same number of steps (the first few are warm-up and
+untimed); tokens/s counts real (non-pad) tokens only. MFU is the matmul FLOPs the step actually
+runs (pads included; FlopCounterMode, forward + backward) per second, over the best 2048^3 matmul
+measured in this run in the variant's compute dtype.
+
+Prediction: lsllm's `infer` (length-sorted batches) against `transformers.pipeline("text-classification")`
+(batch 8) over the same merged export, on SST-2 dev sentences.
+
+--accuracy (ignored with --quick): both variants also train on 1,600 examples (200 steps) and
+score a fixed validation sample, a guard that the faster default doesn't learn worse.
+Data comes from ../shared/data (see its README); a missing data set is skipped with a message.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from transformers import get_linear_schedule_with_warmup
+
+from lsllm.config import RunConfig
+from lsllm.data.encode import collate, encode, length_grouped_batches
+from lsllm.data.labels import LabelSet, build_label_set
+from lsllm.data.readers import read_examples
+from lsllm.evaluate import autocast, autocast_dtype, infer, predict_examples
+from lsllm.metrics import MAIN_METRIC
+from lsllm.model.build import build_model, export_model, load_model, save_model
+from lsllm.model.sources import resolve_source
+
+MODEL = "smollm2-135m"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BATCH = 8
+REF_MAX_LENGTH = 64
+REFERENCE = {"lr": 1e-4, "weight_decay": 0.01, "warmup_ratio": 0.0, "max_grad_norm": 1.0, "precision": "fp32",
+             "max_length": REF_MAX_LENGTH}
+VARIANTS = ("reference", "lsllm")
+ACCURACY_TRAIN, ACCURACY_EVAL = 1600, 500
+QUICK_PREDICT = 64
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    task: str
+    bidirectional: bool
+    train: str
+    validation: str
+
+
+WORKLOADS = [
+    Workload("sst2-causal", "seq", False, "sst2/train.tsv", "sst2/dev.tsv"),
+    Workload("sst2-bidir", "seq", True, "sst2/train.tsv", "sst2/dev.tsv"),
+    Workload("conll-bidir", "token", True, "conll2003/train.txt", "conll2003/valid.txt"),
+]
+
+
+def lsllm_recipe() -> dict:
+    """`lsllm train`'s defaults, read from RunConfig so this benchmark follows them."""
+    cfg = RunConfig()
+    return {"lr": cfg.learning_rate(), "weight_decay": cfg.train.weight_decay, "warmup_ratio": cfg.train.warmup_ratio,
+            "max_grad_norm": cfg.train.max_grad_norm, "precision": cfg.train.precision,
+            "max_length": cfg.data.max_length}
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 4 steps, tiny samples, no accuracy guard")
+    p.add_argument("--steps", type=int, help="timed training steps per variant (default 40; 4 with --quick)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up steps, also used to count FLOPs (default 3; 2 with --quick)")
+    p.add_argument("--accuracy", action="store_true", help="also train 200 steps and score validation (slow)")
+    p.add_argument("--workloads", nargs="+", choices=[w.name for w in WORKLOADS], help="subset of workloads")
+    p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"benchmark data folder (default {DEFAULT_DATA})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="write every number to this JSON file")
+    args = p.parse_args()
+    args.steps = args.steps or (4 if args.quick else 40)
+    args.warmup = max(1, args.warmup or (2 if args.quick else 3))
+    args.accuracy = args.accuracy and not args.quick
+    return args
+
+
+def pick_device() -> torch.device:
+    torch.set_num_threads(os.cpu_count())
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def machine_info(device: torch.device) -> dict:
+    import peft
+    import transformers
+
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu or platform.processor(),
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device.type,
+            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+            "autocast_dtype_auto": str(autocast_dtype("auto", device)), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+def peak_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n^3 matmul: the denominator of MFU."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first call warms up; min() makes it harmless
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def load_samples(args, workload: Workload) -> dict | None:
+    """Seeded samples of one workload; None (with a message) when its data is missing."""
+    train_path, valid_path = args.data / workload.train, args.data / workload.validation
+    for path in (train_path, valid_path):
+        if not path.is_file():
+            print(f"skipping {workload.name}: {path} not found (benchmark data lives in ../shared/data)")
+            return None
+    train = read_examples(train_path, workload.task)
+    rng = random.Random(args.seed)
+    n_throughput = (args.warmup + args.steps) * BATCH
+    sample = {"labels": build_label_set(workload.task, train).names,
+              "throughput": rng.sample(train, min(n_throughput, len(train)))}
+    if args.accuracy:
+        valid = read_examples(valid_path, workload.task)
+        sample["accuracy_train"] = random.Random(args.seed + 1).sample(train, min(ACCURACY_TRAIN, len(train)))
+        sample["accuracy_eval"] = random.Random(args.seed + 2).sample(valid, min(ACCURACY_EVAL, len(valid)))
+    return sample
+
+
+def in_subprocess(fn, *args):
+    """Run fn in a fresh spawned process: its ru_maxrss is then its own peak, not the parent's."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def worker_setup() -> torch.device:
+    device = pick_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    return device
+
+
+def worker_memory(device: torch.device) -> dict:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"peak_rss_mib": rss / (2 ** 20 if sys.platform == "darwin" else 1024)}
+    if device.type == "cuda":
+        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# measure: training (runs inside a worker process)
+
+
+def train_variant(job: dict) -> dict:
+    """Train one variant on job["examples"]; time all but the warm-up steps, which count FLOPs."""
+    device = worker_setup()
+    workload, variant, labels = job["workload"], job["variant"], LabelSet(job["labels"])
+    model, tokenizer, recipe = build_variant(variant, workload, labels.names, device)
+    get_batch, batches = batch_plan(variant, workload, job["examples"], tokenizer, labels, job["seed"])
+    batches = batches[:job["steps"]]
+    dtype = autocast_dtype(recipe["precision"], device)
+    step = make_train_step(model, recipe, len(batches), device, dtype)
+
+    flops, flop_tokens = count_flops(step, get_batch, batches[:job["warmup"]])
+    real = padded = 0
+    sync(device)
+    start = time.perf_counter()
+    for ids in batches[job["warmup"]:]:
+        batch = get_batch(ids)
+        real += int(batch["attention_mask"].sum())
+        padded += batch["attention_mask"].numel()
+        step(batch)
+    seconds = time.perf_counter() - start
+    result = {"workload": workload.name, "variant": variant, "steps": len(batches) - job["warmup"],
+              "seconds": seconds, "real_tokens": real, "padded_tokens": padded,
+              "flops_per_padded_token": flops / flop_tokens, "compute_dtype": str(dtype or torch.float32),
+              "lora": model.spec.lora, "pooling": model.spec.pooling, "max_length": recipe["max_length"]}
+    if job.get("eval_examples"):
+        evaluation = predict_examples(model, tokenizer, job["eval_examples"], labels, precision=recipe["precision"])
+        result["metric_name"] = MAIN_METRIC[workload.task]
+        result["metric"] = evaluation.metrics[result["metric_name"]]
+    return result | worker_memory(device)
+
+
+def build_variant(variant: str, workload: Workload, labels: list[str], device: torch.device):
+    if variant == "reference":
+        recipe = REFERENCE
+        model, tokenizer = build_model(MODEL, workload.task, labels, bidirectional=workload.bidirectional,
+                                       lora="paper", attn_implementation="eager", max_length=REF_MAX_LENGTH)
+    else:
+        recipe = lsllm_recipe()
+        model, tokenizer = build_model(MODEL, workload.task, labels, bidirectional=workload.bidirectional,
+                                       max_length=recipe["max_length"])
+    return model.to(device).train(), tokenizer, recipe
+
+
+def batch_plan(variant: str, workload: Workload, examples: list, tokenizer, labels: LabelSet, seed: int):
+    """(get_batch(ids) -> tensors, list of index batches). Building a batch is part of the timed step."""
+    if variant == "reference":
+        tensors = reference_tensors(workload, examples, tokenizer, labels)
+        order = list(range(len(tensors["labels"])))
+        random.Random(seed).shuffle(order)
+        batches = [order[i:i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
+        return (lambda ids: {k: v[ids] for k, v in tensors.items()}), batches
+    features = encode(examples, workload.task, tokenizer, labels, lsllm_recipe()["max_length"])
+    batches = length_grouped_batches([len(f.input_ids) for f in features], BATCH, seed=seed)
+    return (lambda ids: collate([features[i] for i in ids], tokenizer.pad_token_id)), batches
+
+
+def reference_tensors(workload: Workload, examples: list, tokenizer, labels: LabelSet) -> dict[str, torch.Tensor]:
+    """Every row padded/truncated to 64 tokens up front, as the paper's preprocessing did."""
+    if workload.task == "seq":
+        enc = tokenizer([e.text for e in examples], padding="max_length", max_length=REF_MAX_LENGTH,
+                        truncation=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "labels": torch.tensor([labels.index(e.label) for e in examples])}
+    # Token labels need word alignment: take lsllm's aligned 64-token features (long sentences become
+    # windows instead of being cut; rare in CoNLL) and pad them all to 64.
+    batch = collate(encode(examples, "token", tokenizer, labels, REF_MAX_LENGTH), tokenizer.pad_token_id)
+    extra = REF_MAX_LENGTH - batch["input_ids"].shape[1]
+    return {"input_ids": F.pad(batch["input_ids"], (0, extra), value=tokenizer.pad_token_id),
+            "attention_mask": F.pad(batch["attention_mask"], (0, extra), value=0),
+            "labels": F.pad(batch["labels"], (0, extra), value=-100)}
+
+
+def make_train_step(model, recipe: dict, total_steps: int, device: torch.device, dtype: torch.dtype | None):
+    """One optimizer step as lsllm's loop takes it (forward under autocast, backward, clip, AdamW, schedule)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe["warmup_ratio"] * total_steps), total_steps)
+
+    def step(batch: dict[str, torch.Tensor]) -> float:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device, dtype):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, recipe["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()  # .item() waits for the device, so wall time is honest on GPUs too
+
+    return step
+
+
+def count_flops(step, get_batch, batches: list[list[int]]) -> tuple[int, int]:
+    """Matmul FLOPs of the warm-up steps and their padded token count (FLOPs scale with padded tokens)."""
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS)
+    tokens = 0
+    with counter:
+        for ids in batches:
+            batch = get_batch(ids)
+            tokens += batch["attention_mask"].numel()
+            step(batch)
+    return counter.get_total_flops(), tokens
+
+
+# torch's FLOP registry knows the CUDA attention kernels but not the CPU one that SDPA uses here.
+def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+CPU_SDPA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+                  torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}
+
+
+# ---------------------------------------------------------------------------------------------
+# measure: prediction (each part runs inside a worker process)
+
+
+def export_merged(folder: str) -> None:
+    """An untrained LS model (causal, last pooling) merged into an AutoModelForSequenceClassification folder."""
+    worker_setup()
+    model, tokenizer = build_model(MODEL, "seq", ["0", "1"], bidirectional=False, pooling="last")
+    save_model(model, tokenizer, Path(folder) / "run")
+    export_model(Path(folder) / "run", Path(folder) / "merged", merge=True)
+
+
+def predict_lsllm(folder: str, texts: list[str]) -> dict:
+    from lsllm.data.records import SeqExample
+
+    device = worker_setup()
+    model, tokenizer = load_model(Path(folder))
+    model.to(device)
+    features = encode([SeqExample(text=t) for t in texts], "seq", tokenizer, None, model.spec.max_length)
+    batch_size = RunConfig().train.eval_batch_size
+    infer(model, features[:batch_size], tokenizer.pad_token_id, batch_size)  # warm-up
+    start = time.perf_counter()
+    result = infer(model, features, tokenizer.pad_token_id, batch_size)
+    seconds = time.perf_counter() - start
+    return {"runner": "lsllm infer", "seconds": seconds, "real_tokens": sum(len(f.input_ids) for f in features),
+            "batch_size": batch_size, "compute_dtype": str(autocast_dtype("auto", device) or torch.float32),
+            "predictions": [int(s.argmax()) for s in result.scores]} | worker_memory(device)
+
+
+def predict_pipeline(folder: str, texts: list[str]) -> dict:
+    from transformers import pipeline
+
+    device = worker_setup()
+    pipe = pipeline("text-classification", model=folder, device=device, batch_size=BATCH)
+    pipe(texts[:2 * BATCH])  # warm-up
+    start = time.perf_counter()
+    outputs = pipe(texts)
+    seconds = time.perf_counter() - start
+    label2id = pipe.model.config.label2id
+    return {"runner": "transformers pipeline", "seconds": seconds,
+            "real_tokens": sum(len(ids) for ids in pipe.tokenizer(texts)["input_ids"]), "batch_size": BATCH,
+            "compute_dtype": str(pipe.model.dtype),
+            "predictions": [int(label2id[o["label"]]) for o in outputs]} | worker_memory(device)
+
+
+def measure_prediction(args) -> dict | None:
+    dev = args.data / "sst2" / "dev.tsv"
+    if not dev.is_file():
+        print(f"skipping prediction: {dev} not found")
+        return None
+    texts = [e.text for e in read_examples(dev, "seq")]
+    if args.quick:
+        texts = random.Random(args.seed).sample(texts, QUICK_PREDICT)
+    with tempfile.TemporaryDirectory(prefix="lsllm-bench-") as tmp:
+        in_subprocess(export_merged, tmp)
+        merged = str(Path(tmp) / "merged")
+        pipe = in_subprocess(predict_pipeline, merged, texts)
+        ours = in_subprocess(predict_lsllm, merged, texts)
+    agree = sum(a == b for a, b in zip(ours.pop("predictions"), pipe.pop("predictions"))) / len(texts)
+    for r in (pipe, ours):
+        r["tokens_per_s"] = r["real_tokens"] / r["seconds"]
+        print(f"predict     {r['runner']:22} {r['tokens_per_s']:9.0f} real tok/s  ({len(texts)} sentences, "
+              f"batch {r['batch_size']}, {r['compute_dtype']}, {r['seconds']:.1f}s)", flush=True)
+    print(f"predict     same predictions on {agree:.1%} of sentences (untrained head; bf16 vs fp32 may flip near-ties)")
+    return {"sentences": len(texts), "pipeline": pipe, "lsllm": ours, "ratio": ours["tokens_per_s"] / pipe["tokens_per_s"],
+            "agreement": agree}
+
+
+def measure_training(args, workload: Workload, sample: dict, peaks: dict, accuracy: bool) -> list[dict]:
+    rows = []
+    for variant in VARIANTS:
+        examples = sample["accuracy_train"] if accuracy else sample["throughput"]
+        job = {"workload": workload, "variant": variant, "labels": sample["labels"], "examples": examples,
+               "seed": args.seed, "warmup": args.warmup,
+               "steps": len(examples) // BATCH if accuracy else args.warmup + args.steps,
+               "eval_examples": sample["accuracy_eval"] if accuracy else None}
+        r = in_subprocess(train_variant, job)
+        r["tokens_per_s"] = r["real_tokens"] / r["seconds"]
+        r["pad_fraction"] = 1 - r["real_tokens"] / r["padded_tokens"]
+        peak = peaks["bfloat16" if r["compute_dtype"] == "torch.bfloat16" else "float32"]
+        r["mfu"] = r["flops_per_padded_token"] * r["padded_tokens"] / r["seconds"] / peak
+        metric = f"  {r['metric_name']} {r['metric']:.4f}" if "metric" in r else ""
+        print(f"{'accuracy ' if accuracy else ''}{workload.name:12} {variant:9} {r['tokens_per_s']:9.0f} real tok/s  "
+              f"({r['steps']} steps, {r['seconds']:.1f}s, pad {r['pad_fraction']:.0%}, MFU {r['mfu']:.1%}, "
+              f"RSS {r['peak_rss_mib']:.0f} MiB){metric}", flush=True)
+        rows.append(r)
+    rows[1]["ratio"] = rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"]
+    rows[0]["ratio"] = 1.0
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def markdown_table(training: list[dict], prediction: dict | None, accuracy: list[dict]) -> str:
+    metric = {(r["workload"], r["variant"]): f"{r['metric_name']} {r['metric']:.4f}" for r in accuracy}
+    lines = ["| workload | variant | real tok/s | x reference | pad % | peak RSS MiB | MFU % | accuracy guard |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in training:
+        gpu = f" (GPU {r['cuda_peak_mib']:.0f})" if "cuda_peak_mib" in r else ""
+        lines.append(f"| train {r['workload']} | {r['variant']} ({r['compute_dtype'].replace('torch.', '')}) | "
+                     f"{r['tokens_per_s']:.0f} | {r['ratio']:.2f} | {r['pad_fraction']:.0%} | "
+                     f"{r['peak_rss_mib']:.0f}{gpu} | {r['mfu']:.1%} | {metric.get((r['workload'], r['variant']), '-')} |")
+    if prediction:
+        for key, ratio in (("pipeline", 1.0), ("lsllm", prediction["ratio"])):
+            r = prediction[key]
+            gpu = f" (GPU {r['cuda_peak_mib']:.0f})" if "cuda_peak_mib" in r else ""
+            lines.append(f"| predict sst2-dev | {r['runner']} ({r['compute_dtype'].replace('torch.', '')}, "
+                         f"batch {r['batch_size']}) | {r['tokens_per_s']:.0f} | {ratio:.2f} | - | "
+                         f"{r['peak_rss_mib']:.0f}{gpu} | - | - |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    device = pick_device()
+    info = machine_info(device)
+    print("# lsllm throughput benchmark\n")
+    for key, value in info.items():
+        print(f"- {key}: {value}")
+    resolve_source(MODEL)  # convert the GGUF once here, not inside a measured worker
+    peaks = {"float32": peak_matmul_flops(device, torch.float32), "bfloat16": peak_matmul_flops(device, torch.bfloat16)}
+    print(f"- peak 2048^3 matmul: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
+    print(f"- steps: {args.warmup} warm-up + {args.steps} timed per variant, batch {BATCH}, seed {args.seed}"
+          f"{', quick' if args.quick else ''}\n", flush=True)
+
+    workloads = [w for w in WORKLOADS if not args.workloads or w.name in args.workloads]
+    training, accuracy = [], []
+    for workload in workloads:
+        sample = load_samples(args, workload)
+        if sample is None:
+            continue
+        training += measure_training(args, workload, sample, peaks, accuracy=False)
+        if args.accuracy:
+            accuracy += measure_training(args, workload, sample, peaks, accuracy=True)
+    prediction = None if args.no_predict else measure_prediction(args)
+    if args.quick:
+        print("accuracy guard skipped (--quick)")
+
+    if args.out:
+        report = {"machine": info, "peak_matmul_flops": peaks, "model": MODEL, "batch": BATCH,
+                  "settings": {"steps": args.steps, "warmup": args.warmup, "quick": args.quick, "seed": args.seed,
+                               "reference": REFERENCE, "lsllm": lsllm_recipe()},
+                  "workloads": [asdict(w) for w in workloads], "training": training, "prediction": prediction,
+                  "accuracy": accuracy}
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {args.out}")
+    print()
+    print(markdown_table(training, prediction, accuracy))
+
+
+if __name__ == "__main__":
+    main()
