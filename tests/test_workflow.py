@@ -187,3 +187,19 @@ def test_yaml_config_with_flag_overrides(tiny_models, seq_data, tmp_path):
     bad.write_text("model:\n  modle: x\n")
     result = runner.invoke(app, ["train", str(bad), "--train", str(train_path), "-o", str(tmp_path / "z")])
     assert result.exit_code == 2 and "model.modle" in result.output
+
+
+@pytest.mark.parametrize("method", ["zero-shot", "few-shot"])
+def test_prompting_baselines_share_the_harness(tiny_models, seq_data, tmp_path, method):
+    train_path, dev, test = seq_data
+    run = tmp_path / method
+    result = runner.invoke(app, ["train", "--method", method, "--k-shot", "2", "--model", str(tiny_models["llama"]),
+                                 "--train", str(train_path), "--validation", str(dev), "--test", str(test),
+                                 "--label-names", "neg=negative,pos=positive", "--output", str(run)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["k_shot"] == (2 if method == "few-shot" else 0)
+    assert {"accuracy", "macro_f1", "invalid"} <= set(metrics["test"]) and metrics["test"]["invalid"] == 0
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and all(abs(sum(r["probs"].values()) - 1) < 1e-4 for r in rows)
+    assert (run / "confusion.png").is_file() and (run / "report.txt").is_file()

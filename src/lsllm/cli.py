@@ -70,6 +70,11 @@ def train(
     class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights"),
     precision: Optional[str] = typer.Option(None, help="auto, bf16 or fp32."),
     seed: Optional[int] = typer.Option(None),
+    method: Optional[str] = typer.Option(None, help="ls (default), zero-shot or few-shot (prompting baselines)."),
+    k_shot: Optional[int] = typer.Option(None, help="Few-shot examples per prompt (default 4)."),
+    label_names: Optional[str] = typer.Option(None, help="Prompt names for labels: 0=bearish,1=bullish."),
+    prompt_file: Optional[str] = typer.Option(None, help="YAML prompt settings (template, label_names, ...)."),
+    prompt_mode: Optional[str] = typer.Option(None, help="score (log-likelihood of each label) or generate."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder to create."),
 ):
@@ -90,6 +95,7 @@ def train(
             "train": dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                           eval_every=eval_every, early_stopping=early_stopping, class_weights=class_weights,
                           precision=precision, seed=seed),
+            "prompt": dict(k_shot=k_shot, label_names=label_names, file=prompt_file, mode=prompt_mode),
         }
         for section, values in overrides.items():
             for key, value in values.items():
@@ -97,6 +103,8 @@ def train(
                     setattr(getattr(cfg, section), key, value)
         if output:
             cfg.output = output
+        if method:
+            cfg.method = method
         result = run_training(cfg, resume=resume)
     except _user_errors() as err:
         _fail(err)
@@ -110,7 +118,8 @@ def _print_summary(metrics: dict) -> None:
     for split in ("validation", "test"):
         if split in metrics:
             typer.echo(f"{split}: {main} {metrics[split][main]:.4f}"
-                       + (f", macro-F1 {metrics[split]['macro_f1']:.4f}" if "macro_f1" in metrics[split] else ""))
+                       + (f", macro-F1 {metrics[split]['macro_f1']:.4f}" if "macro_f1" in metrics[split] else "")
+                       + (f", invalid outputs {metrics[split]['invalid']}" if "invalid" in metrics[split] else ""))
 
 
 @app.command()

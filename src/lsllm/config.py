@@ -85,12 +85,31 @@ class TrainConfig:
 
 
 @dataclass
+class PromptRunConfig:
+    """Settings of the prompting baselines (--method zero-shot / few-shot)."""
+
+    file: str | None = None
+    """YAML with template, label_names, use_chat_template, k_shot, seed, max_length (see prompting.py)."""
+    k_shot: int = 4
+    """Examples from train shown in few-shot prompts."""
+    label_names: str | None = None
+    """Natural-language label names, e.g. "0=bearish,1=bullish,2=neutral"."""
+    mode: str = "score"
+    """score (rank every label by log-likelihood) or generate (free generation, exact match)."""
+
+
+METHODS = ("ls", "zero-shot", "few-shot")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prompt: PromptRunConfig = field(default_factory=PromptRunConfig)
     output: str | None = None
     method: str = "ls"
+    """ls (label-supervised fine-tuning), zero-shot or few-shot (prompting baselines, no training)."""
 
     def learning_rate(self) -> float:
         if self.train.lr is not None:
@@ -120,8 +139,10 @@ class RunConfig:
             problems.append("epochs must be positive")
         if self.data.max_length < 8:
             problems.append("max_length must be at least 8")
-        if self.method != "ls":
-            problems.append(f"method {self.method!r}: only ls trains a model in this version")
+        if self.method not in METHODS:
+            problems.append(f"method {self.method!r} must be one of {', '.join(METHODS)} (instruct is not built yet)")
+        if self.prompt.mode not in ("score", "generate"):
+            problems.append(f"prompt mode {self.prompt.mode!r} must be score or generate")
         for path in (self.data.train, self.data.validation, self.data.test):
             if path and not Path(path).exists():
                 problems.append(f"data file {path} does not exist")
@@ -136,7 +157,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
-        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prompt": PromptRunConfig}
         unknown = [k for k in raw if k not in (*sections, "output", "method")]
         kwargs: dict[str, Any] = {k: raw[k] for k in ("output", "method") if k in raw}
         for name, klass in sections.items():

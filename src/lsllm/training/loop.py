@@ -83,6 +83,12 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     if resume and not (work / CHECKPOINT).is_dir():
         raise RunFolderError(f"nothing to resume: {work / CHECKPOINT} does not exist")
     splits = read_splits(config)
+    if config.method in ("zero-shot", "few-shot"):
+        from lsllm.training.prompt_run import run_prompting
+
+        if work.exists():
+            shutil.rmtree(work)
+        return TrainResult(run_dir=output, metrics=run_prompting(config, splits, work, output))
 
     # cpu=True on machines without a GPU: accelerate then runs torchrun's processes as multi-CPU DDP (gloo).
     accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))

@@ -1,0 +1,71 @@
+"""`lsllm train --method zero-shot|few-shot`: the paper's prompting baselines in the same harness.
+
+No weights change: the base model (a causal LM) is prompted on the validation and test splits, and
+the run folder gets the same metrics.json, report.txt, predictions and confusion.png as an LS run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from lsllm.config import RunConfig
+from lsllm.metrics import MAIN_METRIC, confusion, format_report, sequence_metrics, token_metrics
+from lsllm.model.build import load_tokenizer
+from lsllm.model.sources import resolve_source
+from lsllm.prompting import PromptConfig, load_prompt_config, parse_label_names, predict_zero_shot
+from lsllm.report import plot_confusion, write_json_atomic, write_text_atomic
+from lsllm.writers import write_predictions
+
+
+def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
+    """Score the prompting baseline on validation/test; write the run folder; return metrics."""
+    p = config.prompt
+    prompt = load_prompt_config(p.file) if p.file else PromptConfig()
+    prompt.k_shot = p.k_shot if config.method == "few-shot" else 0
+    prompt.seed = config.train.seed
+    if p.label_names:
+        prompt.label_names = parse_label_names(p.label_names)
+    path = resolve_source(config.model.model)
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    task = config.model.task
+    metrics: dict = {"task": task, "method": config.method, "main_metric": MAIN_METRIC[task], "k_shot": prompt.k_shot,
+                     "mode": p.mode, "labels": splits.labels.names, "train_examples": len(splits.train)}
+    report = []
+    work.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(work / "config.yaml", config.to_yaml())
+    for name, examples in (("validation", splits.validation), ("test", splits.test)):
+        if examples is None:
+            continue
+        start = time.perf_counter()
+        out = predict_zero_shot(model, tokenizer, examples, splits.labels, prompt, train_examples=splits.train,
+                                mode=p.mode, batch_size=config.train.eval_batch_size)
+        if task == "token":
+            scores = token_metrics([e.tags for e in examples], out["predictions"])
+        else:
+            scores = sequence_metrics([e.label for e in examples], out["predictions"], splits.labels.names)
+        metrics[name] = {**scores, "invalid": out["invalid"], "seconds": round(time.perf_counter() - start, 1)}
+        report.append(f"== {name} ({len(examples)} examples, {out['invalid']} invalid outputs) ==\n"
+                      f"{format_report(scores, task)}")
+        rows = []
+        for i, example in enumerate(examples):
+            row = ({"text": example.text, "label": out["predictions"][i], "gold": example.label} if task == "seq"
+                   else {"tokens": example.tokens, "tags": out["predictions"][i], "gold": example.tags})
+            if "probabilities" in out:
+                row["probs"] = dict(zip(splits.labels.names, (round(x, 6) for x in out["probabilities"][i])))
+            if "raw" in out:
+                row["raw"] = out["raw"][i]
+            rows.append(row)
+        write_predictions(work / f"{name}_predictions.jsonl", rows)
+        if task == "seq":
+            plot_confusion(confusion([e.label for e in examples], out["predictions"], splits.labels.names),
+                           splits.labels.names, work / "confusion.png")
+    write_json_atomic(work / "metrics.json", metrics)
+    write_text_atomic(work / "report.txt", "\n\n".join(report) + "\n")
+    os.replace(work, output)
+    return metrics
