@@ -203,3 +203,18 @@ def test_prompting_baselines_share_the_harness(tiny_models, seq_data, tmp_path, 
     rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and all(abs(sum(r["probs"].values()) - 1) < 1e-4 for r in rows)
     assert (run / "confusion.png").is_file() and (run / "report.txt").is_file()
+
+
+def test_early_stopping_grad_accum_and_class_weights(tiny_models, seq_data, tmp_path):
+    train_path, dev, _ = seq_data
+    c = RunConfig()
+    c.data.train, c.data.validation = str(train_path), str(dev)
+    c.model.model = str(tiny_models["llama"])
+    c.train.max_steps, c.train.eval_every, c.train.early_stopping = 40, 1, 2
+    c.train.lr, c.train.batch_size, c.train.grad_accum, c.train.class_weights = 1e-9, 4, 2, True
+    c.output = str(tmp_path / "es")
+    metrics = train(c, progress=False).metrics
+    # A learning rate of 1e-9 can't improve on the first evaluation: stop after 1 + 2 evaluations.
+    assert metrics["steps"] == 3 and metrics["best_step"] == 1
+    log = [json.loads(line) for line in (tmp_path / "es" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "eval"] == [1, 2, 3]
