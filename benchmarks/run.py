@@ -5,8 +5,9 @@
 Cells whose run folder is complete are skipped, so a killed sweep resumes where it stopped (an
 interrupted cell restarts from its own checkpoint with --resume). Each cell records its command,
 seed, train size, steps, wall time and metrics in `<runs_dir>/<cell>/cell.json`.
-Subsets are fixed and seeded: `train_subset: N` samples N training examples with seed 0; validation
-and test are always used whole.
+Subsets are fixed and seeded: `train_subset: N` samples N training examples with seed 0;
+`validation_from_train: N` holds out N other training examples as the validation split (for sets whose
+official dev split is the test split, as in the paper); validation and test files are always used whole.
 """
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def cells(spec: dict) -> list[dict]:
                     dataset, variant = spec["datasets"][ds_name], spec["variants"][var_name]
                     config = copy.deepcopy(spec.get("defaults", {}))
                     for section, values in variant.items():
-                        config.setdefault(section, {}).update(values)
+                        if isinstance(values, dict):
+                            config.setdefault(section, {}).update(values)
+                        else:  # a top-level key such as `method`
+                            config[section] = values
                     config.setdefault("model", {})["task"] = dataset["task"]
                     config.setdefault("train", {})["seed"] = seed
                     for section, values in dataset.get("overrides", {}).items():
@@ -47,23 +51,47 @@ def cells(spec: dict) -> list[dict]:
     return out
 
 
-def subset_file(dataset: dict, folder: Path) -> tuple[str, int]:
-    """The training file for a cell: the whole split, or a fixed seeded subset written as JSONL."""
-    path = str((ROOT / dataset["train"]) if not Path(dataset["train"]).is_absolute() else dataset["train"])
-    n = dataset.get("train_subset")
-    columns = dataset.get("columns", {})
-    examples = read_examples(path, dataset["task"], **columns)
-    if not n or n >= len(examples):
-        return path, len(examples)
-    chosen = random.Random(0).sample(examples, n)
-    target = folder / "train_subset.jsonl"
+def _path(name: str) -> str:
+    return name if Path(name).is_absolute() else str(ROOT / name)
+
+
+def _read(dataset: dict, split: str) -> list:
+    """A split as records. A split is a path, or {path, columns, label_map} for files laid out differently."""
+    entry = dataset[split]
+    entry = entry if isinstance(entry, dict) else {"path": entry}
+    columns = entry.get("columns", dataset.get("columns", {}))
+    examples = read_examples(_path(entry["path"]), dataset["task"], **columns)
+    for e in examples if entry.get("label_map") else []:
+        e.label = entry["label_map"][e.label]
+    return examples
+
+
+def split_files(dataset: dict, folder: Path) -> tuple[dict[str, str], int]:
+    """Every split of a cell as normalised JSONL (text/label or tokens/tags): the fixed seeded train
+    subset, validation held out from train where asked, and the whole validation/test files."""
     folder.mkdir(parents=True, exist_ok=True)
+    examples = _read(dataset, "train")
+    order = list(range(len(examples)))
+    random.Random(0).shuffle(order)
+    held_out = dataset.get("validation_from_train", 0)
+    rest = [examples[i] for i in order[held_out:]]
+    train = rest[:dataset["train_subset"]] if dataset.get("train_subset") else rest
+    files = {"train": _write_jsonl(train, folder / "train.jsonl")}
+    if held_out:
+        files["validation"] = _write_jsonl([examples[i] for i in order[:held_out]], folder / "validation.jsonl")
+    for split in ("validation", "test"):
+        if dataset.get(split) and split not in files:
+            files[split] = _write_jsonl(_read(dataset, split), folder / f"{split}.jsonl")
+    return files, len(train)
+
+
+def _write_jsonl(examples, target: Path) -> str:
     with open(target, "w", encoding="utf-8") as f:
-        for e in chosen:
+        for e in examples:
             row = ({"text": e.text, "label": e.label} | ({"text_pair": e.text_pair} if e.text_pair else {})
                    if isinstance(e, SeqExample) else {"tokens": e.tokens, "tags": e.tags})
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return str(target), n
+    return str(target)
 
 
 def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool) -> dict | None:
@@ -72,18 +100,9 @@ def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool) -> dict | No
     if record_path.is_file():
         return json.loads(record_path.read_text())
     dataset = spec["datasets"][cell["dataset"]]
-    train_path, n_train = subset_file(dataset, folder / "data")
+    files, n_train = split_files(dataset, folder / "data")
     config = copy.deepcopy(cell["config"])
-    data = config.setdefault("data", {})
-    data["train"] = train_path
-    for split in ("validation", "test"):
-        if dataset.get(split):
-            data[split] = str(ROOT / dataset[split]) if not Path(dataset[split]).is_absolute() else dataset[split]
-    if train_path.endswith(".jsonl"):
-        data = {k: v for k, v in data.items() if not k.endswith("_column")} | {"format": None}
-        config["data"] = data | {"train": train_path}
-    else:
-        data.update(dataset.get("columns", {}))
+    config.setdefault("data", {}).update(files)
     config_path = folder / "config.yaml"
     folder.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))

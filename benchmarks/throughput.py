@@ -97,7 +97,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 4 steps, tiny samples, no accuracy guard")
     p.add_argument("--steps", type=int, help="timed training steps per variant (default 40; 4 with --quick)")
-    p.add_argument("--warmup", type=int, help="untimed warm-up steps, also used to count FLOPs (default 3; 2 with --quick)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up steps, also used to count FLOPs (default 3; 1 with --quick)")
     p.add_argument("--accuracy", action="store_true", help="also train 200 steps and score validation (slow)")
     p.add_argument("--workloads", nargs="+", choices=[w.name for w in WORKLOADS], help="subset of workloads")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
@@ -106,7 +106,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write every number to this JSON file")
     args = p.parse_args()
     args.steps = args.steps or (4 if args.quick else 40)
-    args.warmup = max(1, args.warmup or (2 if args.quick else 3))
+    args.warmup = max(1, args.warmup or (1 if args.quick else 3))
     args.accuracy = args.accuracy and not args.quick
     return args
 
@@ -176,6 +176,12 @@ def in_subprocess(fn, *args):
 
 
 def worker_setup() -> torch.device:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per worker drowns the results
+    warnings.filterwarnings("ignore", category=FutureWarning)
     device = pick_device()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -1,0 +1,35 @@
+"""The quick variant of the reproduction suite: runner, resume-by-skipping and report keep working."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+def test_quick_suite_runs_resumes_and_reports(smollm2, shared_data, tmp_path):
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), str(ROOT / "benchmarks" / "experiments" / "quick.yaml"),
+           "--runs-dir", str(runs)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    cells = sorted(p.parent.name for p in runs.glob("*/cell.json"))
+    assert cells == ["tfns__ls-last__s0", "tfns__lsun-max__s0", "wnut17__ls-last__s0", "wnut17__lsun-max__s0"]
+    record = json.loads((runs / "tfns__ls-last__s0" / "cell.json").read_text())
+    assert record["train_examples"] == 24 and record["steps"] == 3 and "lsllm.cli train" in record["command"]
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "lsllm.cli train" not in again.stdout  # finished cells are skipped
+    out = tmp_path / "report" / "quick.md"
+    out.parent.mkdir()
+    report = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"),
+                             str(ROOT / "benchmarks" / "experiments" / "quick.yaml"), "--runs-dir", str(runs),
+                             "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = out.read_text()
+    assert "| tfns | ls-last | accuracy |" in text and "| wnut17 | lsun-max | f1 |" in text
+    assert (out.parent / "curves_tfns.png").is_file()
