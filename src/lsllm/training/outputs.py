@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from lsllm.evaluate import predict_examples
 from lsllm.metrics import MAIN_METRIC, confusion, format_report
 from lsllm.predict import prediction_rows
@@ -18,7 +20,9 @@ def write_final_reports(work: Path, config, splits, model, tokenizer, state: dic
     metrics: dict = {"task": task, "main_metric": MAIN_METRIC[task], "best_step": state["best_step"],
                      "steps": state["step"], "train_examples": len(splits.train),
                      "train_tokens": state["tokens"], "train_time_s": round(state["train_time"], 2),
-                     "labels": splits.labels.names}
+                     "labels": splits.labels.names, "device": str(next(model.parameters()).device)}
+    if torch.cuda.is_available():
+        metrics["cuda_max_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     report = []
     confusion_source = None
     for name, examples in (("validation", splits.validation), ("test", splits.test)):
