@@ -37,6 +37,19 @@ def prediction_rows(examples, evaluation, labels: LabelSet, texts: list[str] | N
     return rows
 
 
+def load_for_inference(model_dir: str | Path, precision: str = "auto", device: str | None = None):
+    """The fast inference path shared by `predict` and the end of training: LoRA merged, and bf16
+    weights where autocast would compute in bf16 anyway (same numbers, half the memory traffic)."""
+    import torch
+
+    from lsllm.evaluate import autocast_dtype
+
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = autocast_dtype(precision, target)
+    model, tokenizer = load_model(Path(model_dir), merge=True, dtype=dtype)
+    return model.to(target), tokenizer
+
+
 class Predictor:
     """A loaded model that predicts labels for raw strings or files.
 
@@ -47,9 +60,7 @@ class Predictor:
 
     def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
                  precision: str = "auto"):
-        self.model, self.tokenizer = load_model(Path(model_dir))
-        if device:
-            self.model.to(device)
+        self.model, self.tokenizer = load_for_inference(model_dir, precision, device)
         self.spec = self.model.spec
         self.labels = LabelSet(self.spec.labels)
         self.batch_size, self.precision = batch_size, precision

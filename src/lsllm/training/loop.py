@@ -29,7 +29,8 @@ from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import autocast, autocast_dtype, predict_examples
 from lsllm.metrics import MAIN_METRIC
-from lsllm.model.build import build_model, load_model, save_model
+from lsllm.model.build import build_model, save_model
+from lsllm.predict import load_for_inference
 from lsllm.report import write_json_atomic, write_text_atomic
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from lsllm.training.outputs import write_final_reports
@@ -197,8 +198,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     if writer:
         if not (work / "model").is_dir():  # no validation split: keep the last weights
             save_model(model, tokenizer, work / "model")
-        best, _ = load_model(work / "model", attn_implementation=m.attn_implementation)
-        best.to(device)
+        # Test is scored through the same path `lsllm predict` uses, so its predictions match later ones.
+        best, _ = load_for_inference(work / "model", t.precision, str(device))
         metrics = write_final_reports(work, config, splits, best, tokenizer, state)
         shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
         os.replace(work, output)
