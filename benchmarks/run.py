@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from lsllm.data.labels import build_label_set
 from lsllm.data.readers import read_examples
 from lsllm.data.records import SeqExample
 
@@ -66,11 +67,13 @@ def _read(dataset: dict, split: str) -> list:
     return examples
 
 
-def split_files(dataset: dict, folder: Path) -> tuple[dict[str, str], int]:
+def split_files(dataset: dict, folder: Path) -> tuple[dict[str, str], int, list[str]]:
     """Every split of a cell as normalised JSONL (text/label or tokens/tags): the fixed seeded train
-    subset, validation held out from train where asked, and the whole validation/test files."""
+    subset, validation held out from train where asked, and the whole validation/test files; plus the
+    label list of the *whole* training split (a subset may miss a rare label that test has)."""
     folder.mkdir(parents=True, exist_ok=True)
     examples = _read(dataset, "train")
+    labels = build_label_set(dataset["task"], examples).names
     order = list(range(len(examples)))
     random.Random(0).shuffle(order)
     held_out = dataset.get("validation_from_train", 0)
@@ -82,7 +85,7 @@ def split_files(dataset: dict, folder: Path) -> tuple[dict[str, str], int]:
     for split in ("validation", "test"):
         if dataset.get(split) and split not in files:
             files[split] = _write_jsonl(_read(dataset, split), folder / f"{split}.jsonl")
-    return files, len(train)
+    return files, len(train), labels
 
 
 def _write_jsonl(examples, target: Path) -> str:
@@ -100,9 +103,9 @@ def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool) -> dict | No
     if record_path.is_file():
         return json.loads(record_path.read_text())
     dataset = spec["datasets"][cell["dataset"]]
-    files, n_train = split_files(dataset, folder / "data")
+    files, n_train, labels = split_files(dataset, folder / "data")
     config = copy.deepcopy(cell["config"])
-    config.setdefault("data", {}).update(files)
+    config.setdefault("data", {}).update(files, labels=labels)
     config_path = folder / "config.yaml"
     folder.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -15,8 +15,9 @@ untimed); tokens/s counts real (non-pad) tokens only. MFU is the matmul FLOPs th
 runs (pads included; FlopCounterMode, forward + backward) per second, over the best 2048^3 matmul
 measured in this run in the variant's compute dtype.
 
-Prediction: lsllm's `infer` (length-sorted batches) against `transformers.pipeline("text-classification")`
-(batch 8) over the same merged export, on SST-2 dev sentences.
+Prediction: lsllm's inference path (`load_for_inference`, then `infer` over length-sorted batches)
+against `transformers.pipeline("text-classification")` (batch 8) over the same merged export, on
+SST-2 dev sentences.
 
 --accuracy (ignored with --quick): both variants also train on 1,600 examples (200 steps) and
 score a fixed validation sample, a guard that the faster default doesn't learn worse.
@@ -51,7 +52,7 @@ from lsllm.data.labels import LabelSet, build_label_set
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import autocast, autocast_dtype, infer, predict_examples
 from lsllm.metrics import MAIN_METRIC
-from lsllm.model.build import build_model, export_model, load_model, save_model
+from lsllm.model.build import build_model, export_model, save_model
 from lsllm.model.sources import resolve_source
 
 MODEL = "smollm2-135m"
@@ -63,6 +64,7 @@ REFERENCE = {"lr": 1e-4, "weight_decay": 0.01, "warmup_ratio": 0.0, "max_grad_no
 VARIANTS = ("reference", "lsllm")
 ACCURACY_TRAIN, ACCURACY_EVAL = 1600, 500
 QUICK_PREDICT = 64
+THREADS_ENV = "LSLLM_BENCH_THREADS"
 
 
 @dataclass(frozen=True)
@@ -97,23 +99,26 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 4 steps, tiny samples, no accuracy guard")
     p.add_argument("--steps", type=int, help="timed training steps per variant (default 40; 4 with --quick)")
-    p.add_argument("--warmup", type=int, help="untimed warm-up steps, also used to count FLOPs (default 3; 1 with --quick)")
+    p.add_argument("--warmup", type=int,
+                   help="untimed warm-up steps, also used to count FLOPs (default 3; 1 with --quick)")
     p.add_argument("--accuracy", action="store_true", help="also train 200 steps and score validation (slow)")
     p.add_argument("--workloads", nargs="*", choices=[w.name for w in WORKLOADS],
                    help="training workloads to run (default: all; none: prediction only)")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"benchmark data folder (default {DEFAULT_DATA})")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write every number to this JSON file")
     args = p.parse_args()
     args.steps = args.steps or (4 if args.quick else 40)
     args.warmup = max(1, args.warmup or (1 if args.quick else 3))
     args.accuracy = args.accuracy and not args.quick
+    os.environ[THREADS_ENV] = str(args.threads)  # spawned workers inherit the environment
     return args
 
 
 def pick_device() -> torch.device:
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get(THREADS_ENV, os.cpu_count())))
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -121,13 +126,14 @@ def machine_info(device: torch.device) -> dict:
     import peft
     import transformers
 
-    cpu = "unknown"
+    cpu = platform.processor() or "unknown"
     if Path("/proc/cpuinfo").is_file():
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu or platform.processor(),
-            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device.type,
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_1m": round(os.getloadavg()[0], 2), "device": device.type,
             "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
             "autocast_dtype_auto": str(autocast_dtype("auto", device)), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
@@ -333,11 +339,12 @@ def export_merged(folder: str) -> None:
 
 
 def predict_lsllm(folder: str, texts: list[str]) -> dict:
+    """`lsllm predict`'s path: load_for_inference (merged, bf16 weights where autocast is bf16), then infer."""
     from lsllm.data.records import SeqExample
+    from lsllm.predict import load_for_inference
 
     device = worker_setup()
-    model, tokenizer = load_model(Path(folder))
-    model.to(device)
+    model, tokenizer = load_for_inference(folder, "auto", device.type)
     features = encode([SeqExample(text=t) for t in texts], "seq", tokenizer, None, model.spec.max_length)
     batch_size = RunConfig().train.eval_batch_size
     infer(model, features[:batch_size], tokenizer.pad_token_id, batch_size)  # warm-up
@@ -384,8 +391,8 @@ def measure_prediction(args) -> dict | None:
         print(f"predict     {r['runner']:22} {r['tokens_per_s']:9.0f} real tok/s  ({len(texts)} sentences, "
               f"batch {r['batch_size']}, {r['compute_dtype']}, {r['seconds']:.1f}s)", flush=True)
     print(f"predict     same predictions on {agree:.1%} of sentences (untrained head; bf16 vs fp32 may flip near-ties)")
-    return {"sentences": len(texts), "pipeline": pipe, "lsllm": ours, "ratio": ours["tokens_per_s"] / pipe["tokens_per_s"],
-            "agreement": agree}
+    return {"sentences": len(texts), "pipeline": pipe, "lsllm": ours, "agreement": agree,
+            "ratio": ours["tokens_per_s"] / pipe["tokens_per_s"]}
 
 
 def measure_training(args, workload: Workload, sample: dict, peaks: dict, accuracy: bool) -> list[dict]:
@@ -418,13 +425,15 @@ def measure_training(args, workload: Workload, sample: dict, peaks: dict, accura
 def markdown_table(training: list[dict], prediction: dict | None, accuracy: list[dict]) -> str:
     """One table; the baseline is the reference recipe for training rows and the pipeline for prediction."""
     metric = {(r["workload"], r["variant"]): f"{r['metric_name']} {r['metric']:.4f}" for r in accuracy}
-    lines = ["| workload | variant | real tok/s | x baseline | pad % | peak RSS MiB (after load) | MFU % | accuracy guard |",
+    lines = ["| workload | variant | real tok/s | x baseline | pad % | peak RSS MiB (after load) | MFU % "
+             "| accuracy guard |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in training:
         gpu = f" (GPU {r['cuda_peak_mib']:.0f})" if "cuda_peak_mib" in r else ""
         lines.append(f"| train {r['workload']} | {r['variant']} ({r['compute_dtype'].replace('torch.', '')}) | "
                      f"{r['tokens_per_s']:.0f} | {r['ratio']:.2f} | {r['pad_fraction']:.0%} | "
-                     f"{r['peak_rss_mib']:.0f} ({r['peak_rss_after_load_mib']:.0f}){gpu} | {r['mfu']:.1%} | {metric.get((r['workload'], r['variant']), '-')} |")
+                     f"{r['peak_rss_mib']:.0f} ({r['peak_rss_after_load_mib']:.0f}){gpu} | {r['mfu']:.1%} | "
+                     f"{metric.get((r['workload'], r['variant']), '-')} |")
     if prediction:
         for key, ratio in (("pipeline", 1.0), ("lsllm", prediction["ratio"])):
             r = prediction[key]
@@ -442,9 +451,13 @@ def main() -> None:
     print("# lsllm throughput benchmark\n")
     for key, value in info.items():
         print(f"- {key}: {value}")
+    if info["load_average_1m"] > 0.5 and device.type == "cpu":
+        print(f"\nWARNING: the machine is busy (load {info['load_average_1m']}). Threads competing for cores wait on "
+              "each other: steps can be several times slower and the numbers are not trustworthy.\n")
     resolve_source(MODEL)  # convert the GGUF once here, not inside a measured worker
     peaks = {"float32": peak_matmul_flops(device, torch.float32), "bfloat16": peak_matmul_flops(device, torch.bfloat16)}
-    print(f"- peak 2048^3 matmul: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
+    print(f"- peak 2048^3 matmul: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
+          f"bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
     print(f"- steps: {args.warmup} warm-up + {args.steps} timed per variant, batch {BATCH}, seed {args.seed}"
           f"{', quick' if args.quick else ''}\n", flush=True)
 

@@ -8,7 +8,7 @@ from conftest import DECODER_FAMILIES
 
 
 def _load(path, attn, bidirectional):
-    model = AutoModel.from_pretrained(path, attn_implementation=attn).eval()
+    model = AutoModel.from_pretrained(path, attn_implementation=attn, dtype=torch.float32).eval()
     set_attention_mode(model, bidirectional)
     return model
 
@@ -31,7 +31,9 @@ def assert_direction(model, bidirectional: bool):
         assert moved < 1e-6, "a causal model's first token must not see the last one"
 
 
-def assert_padding_invisible(model, pad_id: int):
+def assert_padding_invisible(model, pad_id: int, atol: float = 2e-5):
+    # Real models carry large activations: float32 reduction order alone moves them by ~1e-4 there,
+    # while attending to a pad moves them by order 1.
     rows = [[5, 9, 13, 17, 21], [7, 11]]
     for side in ("right", "left"):
         width = max(map(len, rows))
@@ -43,7 +45,7 @@ def assert_padding_invisible(model, pad_id: int):
         batch = _hidden(model, ids, mask)
         for i, r in enumerate(rows):
             alone = _hidden(model, torch.tensor([r]), torch.ones(1, len(r), dtype=torch.long))[0]
-            torch.testing.assert_close(batch[i][mask[i].bool()], alone, atol=2e-5, rtol=1e-4)
+            torch.testing.assert_close(batch[i][mask[i].bool()], alone, atol=atol, rtol=max(1e-4, atol))
 
 
 @pytest.mark.parametrize("family", DECODER_FAMILIES)
@@ -80,7 +82,7 @@ def test_real_smollm2(smollm2, attn):
     for bidirectional in (True, False):
         model = _load(smollm2, attn, bidirectional)
         assert_direction(model, bidirectional)
-        assert_padding_invisible(model, pad_id=model.config.pad_token_id or 0)
+        assert_padding_invisible(model, pad_id=model.config.pad_token_id or 0, atol=1e-3)
 
 
 @pytest.mark.slow
@@ -93,4 +95,4 @@ def test_real_gemma3_if_installed():
     for bidirectional in (True, False):
         model = _load(path, "sdpa", bidirectional)
         assert_direction(model, bidirectional)
-        assert_padding_invisible(model, pad_id=model.config.pad_token_id or 0)
+        assert_padding_invisible(model, pad_id=model.config.pad_token_id or 0, atol=1e-3)
