@@ -56,7 +56,8 @@ class ModelConfig:
     lora_dropout: float | None = None
     lora_targets: list[str] | None = None
     dropout: float = 0.1
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "auto"
+    """auto (SDPA on GPUs, eager on CPUs), sdpa, eager, or any transformers attention backend."""
 
 
 @dataclass

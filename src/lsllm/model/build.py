@@ -66,7 +66,15 @@ def _quiet_transformers():
         logger.setLevel(level)
 
 
-def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "sdpa",
+def resolve_attention(attn_implementation: str) -> str:
+    """`auto`: PyTorch SDPA (flash/efficient kernels) on GPUs; eager on CPUs, where SDPA's flash
+    backward was slower than eager attention at classification lengths (benchmarks/RESULTS.md)."""
+    if attn_implementation != "auto":
+        return attn_implementation
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
+def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "auto",
                   dtype: torch.dtype = torch.float32, check: bool = True):
     """`AutoModel` (no LM head) with the requested attention, proved by `check_attention`."""
     config = AutoConfig.from_pretrained(path)
@@ -74,7 +82,8 @@ def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "sd
     if encoder and not bidirectional:
         raise ValueError(f"{config.model_type} is an encoder: its attention is always bidirectional; drop --causal")
     with _quiet_transformers():
-        backbone = AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+        backbone = AutoModel.from_pretrained(path, dtype=dtype,
+                                             attn_implementation=resolve_attention(attn_implementation))
     if not encoder:
         set_attention_mode(backbone, bidirectional)
         if check:
@@ -86,9 +95,14 @@ def build_model(base_model: str, task: str, labels: list[str], *, bidirectional:
                 pooling: str | None = None, pool_over: str = "hidden", lora: str = "all-linear",
                 lora_rank: int | None = None, lora_alpha: int | None = None, lora_dropout: float | None = None,
                 lora_targets: list[str] | None = None, dropout: float = 0.1, max_length: int = 128,
-                label_all_subtokens: bool = False, attn_implementation: str = "sdpa",
-                seed: int = 0) -> tuple[LSModel, PreTrainedTokenizerBase]:
-    """A fresh LS / LS-un model and its tokenizer, ready to train."""
+                label_all_subtokens: bool = False, attn_implementation: str = "auto",
+                seed: int = 0, frozen_dtype: torch.dtype | None = None) -> tuple[LSModel, PreTrainedTokenizerBase]:
+    """A fresh LS / LS-un model and its tokenizer, ready to train.
+
+    frozen_dtype (e.g. torch.bfloat16) stores the frozen base weights in that dtype when LoRA is used:
+    under bf16 autocast they are cast to bf16 anyway, so this saves that cast every step and half
+    their memory. LoRA weights and the head stay float32.
+    """
     from lsllm import __version__
 
     path = resolve_source(base_model)
@@ -96,6 +110,8 @@ def build_model(base_model: str, task: str, labels: list[str], *, bidirectional:
     backbone, encoder = load_backbone(path, bidirectional, attn_implementation)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     settings = resolve_lora(backbone, lora, lora_rank, lora_alpha, lora_dropout, lora_targets)
+    if settings and frozen_dtype is not None:
+        backbone.to(frozen_dtype)  # after the attention probe, which runs in float32
     spec = ModelSpec(task=task, labels=list(labels), base_model=base_model, bidirectional=bidirectional,
                      pooling=pooling or default_pooling(bidirectional, encoder), pool_over=pool_over,
                      encoder=encoder, dropout=dropout, max_length=max_length,
@@ -122,7 +138,7 @@ def save_model(model: LSModel, tokenizer: PreTrainedTokenizerBase, folder: Path)
         model.spec.save(tmp)
 
 
-def load_model(folder: Path, attn_implementation: str = "sdpa", merge: bool = False,
+def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = False,
                dtype: torch.dtype | None = None) -> tuple[LSModel, PreTrainedTokenizerBase]:
     """Load a model folder written by `save_model` or `export_model`, in eval mode.
 

@@ -107,7 +107,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         pool_over=m.pool_over, lora=m.lora, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha,
         lora_dropout=m.lora_dropout, lora_targets=m.lora_targets, dropout=m.dropout,
         max_length=config.data.max_length, label_all_subtokens=config.data.label_all_subtokens,
-        attn_implementation=m.attn_implementation, seed=t.seed)
+        attn_implementation=m.attn_implementation, seed=t.seed,
+        frozen_dtype=autocast_dtype(t.precision, accelerator.device))
     if t.class_weights and m.task == "seq":
         model.class_weights = _class_weights(splits.train, splits.labels)
     # Tokenize once; every epoch reuses these features.
