@@ -27,7 +27,7 @@ def test_max_pads_never_win():
     assert POOLERS["max"](x.bfloat16(), torch.tensor([[1, 1, 0]])).dtype == torch.bfloat16
 
 
-def test_defaults_follow_the_paper():
+def test_defaults_follow_the_measurements():
     assert default_pooling(bidirectional=False) == "last"
-    assert default_pooling(bidirectional=True) == "max"
+    assert default_pooling(bidirectional=True) == "mean"  # the paper says max; see benchmarks/RESULTS.md
     assert default_pooling(bidirectional=True, encoder=True) == "first"

@@ -46,7 +46,7 @@ class ModelConfig:
     bidirectional: bool = True
     """LS-un (unmasked attention) when true; LS (causal) when false."""
     pooling: str | None = None
-    """last, mean, max or first; default: last when causal, max when bidirectional, first for encoders."""
+    """last, mean, max or first; default: last when causal, mean when bidirectional, first for encoders."""
     pool_over: str = "hidden"
     """Pool hidden states (hidden) or per-token logits (logits)."""
     lora: str = "all-linear"

@@ -16,7 +16,7 @@ class ModelSpec:
     base_model: str
     """The source as the user gave it: alias, .gguf path, folder or hub id."""
     bidirectional: bool = True
-    pooling: Literal["last", "mean", "max", "first"] = "max"
+    pooling: Literal["last", "mean", "max", "first"] = "mean"
     pool_over: Literal["hidden", "logits"] = "hidden"
     """Pool final hidden states (default) or per-token logits, as the paper's code did."""
     encoder: bool = False
