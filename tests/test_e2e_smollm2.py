@@ -43,6 +43,10 @@ def test_sequence_task_from_csv(smollm2, shared_data, tmp_path):
     again = Predictor(run / "model").predict([t["text"] for t in trained])
     assert again == [t["label"] for t in trained]
     assert metrics["test"]["accuracy"] == sum(t["label"] == t["gold"] for t in trained) / len(trained)
+    # The reported validation score is the best one logged during training: same numerics after reload.
+    evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"eval"' in line]
+    best = max(evals, key=lambda r: r["metrics"]["accuracy"])
+    assert metrics["validation"]["accuracy"] == pytest.approx(best["metrics"]["accuracy"])
 
 
 def test_token_task_from_conll(smollm2, shared_data, tmp_path):

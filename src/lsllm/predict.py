@@ -38,15 +38,17 @@ def prediction_rows(examples, evaluation, labels: LabelSet, texts: list[str] | N
 
 
 def load_for_inference(model_dir: str | Path, precision: str = "auto", device: str | None = None):
-    """The fast inference path shared by `predict` and the end of training: LoRA merged, and bf16
-    weights where autocast would compute in bf16 anyway (same numbers, half the memory traffic)."""
+    """The inference path shared by `predict`, `eval` and the end of training. Under bf16 autocast a
+    LoRA model keeps its frozen weights in bf16 with LoRA unmerged, exactly as it was trained and
+    validated, so reported metrics equal the best validation step. (Merging LoRA into bf16 weights
+    rounds differently; `lsllm export --merge` merges in float32.)"""
     import torch
 
     from lsllm.evaluate import autocast_dtype
 
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = autocast_dtype(precision, target)
-    model, tokenizer = load_model(Path(model_dir), merge=True, dtype=dtype)
+    model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype)
     return model.to(target), tokenizer
 
 

@@ -139,17 +139,20 @@ def save_model(model: LSModel, tokenizer: PreTrainedTokenizerBase, folder: Path)
 
 
 def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = False,
-               dtype: torch.dtype | None = None) -> tuple[LSModel, PreTrainedTokenizerBase]:
+               frozen_dtype: torch.dtype | None = None) -> tuple[LSModel, PreTrainedTokenizerBase]:
     """Load a model folder written by `save_model` or `export_model`, in eval mode.
 
-    merge=True folds LoRA into the base weights (in float32) for faster inference; dtype then casts
-    the whole model (e.g. bfloat16 halves memory traffic on hardware with native bf16).
+    frozen_dtype stores the frozen base weights of a LoRA model in that dtype, exactly as training
+    did (see build_model), so predictions reproduce training-time evaluation. merge=True folds LoRA
+    into the base weights instead (float32), as exports do.
     """
     folder = Path(folder)
     spec = ModelSpec.load(folder)
     tokenizer = load_tokenizer(str(folder))
     if (folder / "adapter").is_dir():
         backbone, _ = load_backbone(resolve_source(spec.base_model), spec.bidirectional, attn_implementation)
+        if frozen_dtype is not None and not merge:
+            backbone.to(frozen_dtype)
         backbone = load_lora(backbone, str(folder / "adapter"))
     else:
         source = folder / "backbone" if (folder / "backbone").is_dir() else folder
@@ -160,8 +163,6 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
     model.score.load_state_dict(_read_head(folder))
     if merge and spec.lora:
         model.backbone = model.backbone.merge_and_unload()
-    if dtype is not None:
-        model.to(dtype)
     return model.eval(), tokenizer
 
 
