@@ -12,8 +12,8 @@ Training variants (each runs in its own spawned process, so its peak memory is i
              AdamW with RunConfig's defaults
 Both train on the same seeded sample for the same number of steps (the first few are warm-up and
 untimed); tokens/s counts real (non-pad) tokens only. MFU is the matmul FLOPs the step actually
-runs (pads included; FlopCounterMode, forward + backward) per second, over the best 2048^3 matmul
-measured in this run in the variant's compute dtype.
+runs (pads included; FlopCounterMode, forward + backward) per second, over the best square matmul
+measured in this run (best of 1024^3, 2048^3, 3072^3) in the variant's compute dtype.
 
 Prediction: lsllm's inference path (`load_for_inference`, then `infer` over length-sorted batches)
 against `transformers.pipeline("text-classification")` (batch 8) over the same merged export, on
@@ -463,7 +463,7 @@ def main() -> None:
               "each other: steps can be several times slower and the numbers are not trustworthy.\n")
     resolve_source(MODEL)  # convert the GGUF once here, not inside a measured worker
     peaks = {"float32": peak_matmul_flops(device, torch.float32), "bfloat16": peak_matmul_flops(device, torch.bfloat16)}
-    print(f"- peak 2048^3 matmul: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
+    print(f"- peak square matmul (best of 1024, 2048, 3072): float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
           f"bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
     print(f"- steps: {args.warmup} warm-up + {args.steps} timed per variant, batch {BATCH}, seed {args.seed}"
           f"{', quick' if args.quick else ''}\n", flush=True)
