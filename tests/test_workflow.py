@@ -138,6 +138,8 @@ def test_same_seed_same_metrics_and_resume_matches(tiny_models, seq_data, tmp_pa
         train(config(tmp_path / "c"), progress=False)
     assert (tmp_path / "c.incomplete" / "checkpoint").is_dir() and not (tmp_path / "c").exists()
     monkeypatch.setattr(loop, "save_checkpoint", real)
+    with pytest.raises(loop.RunFolderError, match="--resume"):  # never silently thrown away
+        train(config(tmp_path / "c"), progress=False)
     c = train(config(tmp_path / "c"), resume=True, progress=False).metrics
     assert c["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=1e-6)
     assert c["validation"]["loss"] == pytest.approx(a["validation"]["loss"], rel=1e-4)

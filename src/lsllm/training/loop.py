@@ -83,6 +83,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         raise RunFolderError(f"run folder {output} already exists; choose another --output or delete it")
     if resume and not (work / CHECKPOINT).is_dir():
         raise RunFolderError(f"nothing to resume: {work / CHECKPOINT} does not exist")
+    if not resume and (work / CHECKPOINT).is_dir():
+        raise RunFolderError(f"an interrupted run is in {work}; pass --resume to continue it, or delete it")
     splits = read_splits(config)
     if config.method in ("zero-shot", "few-shot"):
         from lsllm.training.prompt_run import run_prompting
@@ -96,7 +98,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     writer = accelerator.is_main_process
     if writer:
         if work.exists() and not resume:
-            shutil.rmtree(work)  # a stale incomplete run that the user chose not to resume
+            shutil.rmtree(work)  # died before its first checkpoint: nothing worth keeping
         work.mkdir(parents=True, exist_ok=True)
         write_text_atomic(work / "config.yaml", config.to_yaml())
     accelerator.wait_for_everyone()
