@@ -220,3 +220,17 @@ def test_early_stopping_grad_accum_and_class_weights(tiny_models, seq_data, tmp_
     assert metrics["steps"] == 3 and metrics["best_step"] == 1
     log = [json.loads(line) for line in (tmp_path / "es" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["type"] == "eval"] == [1, 2, 3]
+
+
+def test_instruct_baseline_trains_answer_only_and_scores(tiny_models, seq_data, tmp_path):
+    train_path, dev, test = seq_data
+    run = tmp_path / "instruct"
+    result = runner.invoke(app, ["train", "--method", "instruct", "--model", str(tiny_models["llama"]),
+                                 "--train", str(train_path), "--validation", str(dev), "--test", str(test),
+                                 "--max-steps", "6", "--lr", "3e-3", "--output", str(run)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "instruct" and {"accuracy", "invalid"} <= set(metrics["test"])
+    log = json.loads((run / "instruct_log.json").read_text())
+    assert log["steps"] == 6 and log["lora"]["preset"] == "all-linear"
+    assert (run / "model" / "adapter" / "adapter_config.json").is_file()

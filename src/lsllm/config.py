@@ -99,7 +99,7 @@ class PromptRunConfig:
     """score (rank every label by log-likelihood) or generate (free generation, exact match)."""
 
 
-METHODS = ("ls", "zero-shot", "few-shot")
+METHODS = ("ls", "zero-shot", "few-shot", "instruct")
 
 
 @dataclass
@@ -110,7 +110,8 @@ class RunConfig:
     prompt: PromptRunConfig = field(default_factory=PromptRunConfig)
     output: str | None = None
     method: str = "ls"
-    """ls (label-supervised fine-tuning), zero-shot or few-shot (prompting baselines, no training)."""
+    """ls (label-supervised fine-tuning), zero-shot / few-shot (prompting, no training) or instruct
+    (LoRA instruction tuning on prompt -> label text)."""
 
     def learning_rate(self) -> float:
         if self.train.lr is not None:
@@ -141,7 +142,7 @@ class RunConfig:
         if self.data.max_length < 8:
             problems.append("max_length must be at least 8")
         if self.method not in METHODS:
-            problems.append(f"method {self.method!r} must be one of {', '.join(METHODS)} (instruct is not built yet)")
+            problems.append(f"method {self.method!r} must be one of {', '.join(METHODS)}")
         if self.prompt.mode not in ("score", "generate"):
             problems.append(f"prompt mode {self.prompt.mode!r} must be score or generate")
         for path in (self.data.train, self.data.validation, self.data.test):

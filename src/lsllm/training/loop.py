@@ -86,7 +86,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     if not resume and (work / CHECKPOINT).is_dir():
         raise RunFolderError(f"an interrupted run is in {work}; pass --resume to continue it, or delete it")
     splits = read_splits(config)
-    if config.method in ("zero-shot", "few-shot"):
+    if config.method in ("zero-shot", "few-shot", "instruct"):
         from lsllm.training.prompt_run import run_prompting
 
         if work.exists():

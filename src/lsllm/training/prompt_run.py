@@ -1,7 +1,9 @@
-"""`lsllm train --method zero-shot|few-shot`: the paper's prompting baselines in the same harness.
+"""`lsllm train --method zero-shot|few-shot|instruct`: the paper's prompting baselines in the same harness.
 
-No weights change: the base model (a causal LM) is prompted on the validation and test splits, and
-the run folder gets the same metrics.json, report.txt, predictions and confusion.png as an LS run.
+zero-shot / few-shot change no weights; instruct first LoRA-tunes the causal LM on prompt -> label
+text (loss on the answer only), with the same LoRA presets and budget controls as `ls`. Then the
+model is prompted on the validation and test splits, and the run folder gets the same metrics.json,
+report.txt, predictions and confusion.png as an LS run (plus model/adapter for instruct).
 """
 from __future__ import annotations
 
@@ -34,10 +36,14 @@ def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     task = config.model.task
+    work.mkdir(parents=True, exist_ok=True)
+    if config.method == "instruct":
+        from lsllm.training.instruct import instruction_tune
+
+        model = instruction_tune(model, tokenizer, config, splits, prompt, work)
     metrics: dict = {"task": task, "method": config.method, "main_metric": MAIN_METRIC[task], "k_shot": prompt.k_shot,
                      "mode": p.mode, "labels": splits.labels.names, "train_examples": len(splits.train)}
     report = []
-    work.mkdir(parents=True, exist_ok=True)
     write_text_atomic(work / "config.yaml", config.to_yaml())
     for name, examples in (("validation", splits.validation), ("test", splits.test)):
         if examples is None:
