@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from lsllm.model.build import build_model, export_model, load_model, save_model
-from lsllm.model.sources import ALIASES, ModelSourceError, resolve_source
+from lsllm.model.sources import ModelSourceError, resolve_source
 from conftest import DECODER_FAMILIES
 
 LABELS = ["neg", "pos", "neu"]

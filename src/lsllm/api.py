@@ -9,13 +9,13 @@ from lsllm.config import RunConfig
 from lsllm.data.labels import LabelSet, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import predict_examples
-from lsllm.predict import _model_folder, load_for_inference
+from lsllm.predict import model_folder, load_for_inference
 from lsllm.report import write_json_atomic
 
 
 def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **columns) -> tuple[dict, Path]:
     """Score a trained model on a labelled file; write `<run>/eval_<split_name>.json`; return metrics and path."""
-    folder = _model_folder(run)
+    folder = model_folder(run)
     model, tokenizer = load_for_inference(folder)
     labels = LabelSet(model.spec.labels)
     columns = {k: v for k, v in columns.items() if v is not None}

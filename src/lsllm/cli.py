@@ -188,10 +188,10 @@ def export(
     """Copy the model, or merge LoRA into a folder that loads with transformers' AutoModelFor* classes."""
     _quiet()
     from lsllm.model.build import export_model
-    from lsllm.predict import _model_folder
+    from lsllm.predict import model_folder
 
     try:
-        out = export_model(_model_folder(run), output, merge=merge)
+        out = export_model(model_folder(run), output, merge=merge)
     except _user_errors() as err:
         _fail(err)
     typer.echo(f"exported to {out}")

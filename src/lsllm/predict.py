@@ -100,14 +100,14 @@ class Predictor:
 def predict(model_dir: str | Path, texts: list[str] | None = None, input: str | Path | None = None,
             output: str | Path | None = None, **columns) -> list[dict]:
     """`lsllm predict`: rows for raw texts or a file; written to `output` (JSONL or CSV) when given."""
-    predictor = Predictor(_model_folder(model_dir))
+    predictor = Predictor(model_folder(model_dir))
     rows = predictor.predict_rows(texts) if texts is not None else predictor.predict_file(input, **columns)
     if output is not None:
         write_predictions(output, rows)
     return rows
 
 
-def _model_folder(path: str | Path) -> Path:
+def model_folder(path: str | Path) -> Path:
     """Accept a run folder (uses its model/) or a model folder."""
     path = Path(path)
     return path / "model" if (path / "model" / "lsllm.json").is_file() else path

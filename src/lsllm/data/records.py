@@ -1,7 +1,7 @@
 """Plain records that readers return; the tokenizer binds later (see encode.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class DataError(ValueError):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from lsllm.report import write_text_atomic
+
 
 class ModelSourceError(ValueError):
     """A model source that can't be resolved; the message says what to do."""
@@ -127,7 +129,7 @@ def file_sha256(path: Path) -> str:
             digest.update(block)
     known[key] = digest.hexdigest()
     memo.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(memo, json.dumps(known))
+    write_text_atomic(memo, json.dumps(known))
     return known[key]
 
 
@@ -157,12 +159,6 @@ def gguf_to_folder(path: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def list_models() -> list[dict]:

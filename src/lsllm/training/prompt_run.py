@@ -8,7 +8,6 @@ report.txt, predictions and confusion.png as an LS run (plus model/adapter for i
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
