@@ -1,10 +1,15 @@
 """Turn finished experiment cells into markdown tables and plots.
 
-    python benchmarks/report.py benchmarks/experiments/defaults.yaml [--out benchmarks/results/defaults.md]
+    python benchmarks/report.py benchmarks/experiments/paper.yaml [--out FILE.md] [--results benchmarks/RESULTS.md]
 
-Reads `<runs_dir>/*/cell.json` (written by run.py), groups cells by dataset and variant, and reports
-the main validation metric (and test, where the dataset has one) as mean ± spread over seeds, with
-train size, steps and wall time. Plots: validation curves of every variant per dataset.
+Reads `<runs_dir>/*/cell.json` (written by run.py). Always prints (and writes to --out) the table of every
+cell: main metric on validation and test as mean ± spread over seeds, test size, train size, steps, wall
+time. When the experiments file has a `report:` section it also lays the cells out like the paper's tables
+(rows = variants, columns = datasets, with an optional clearly-labelled reference column), draws the
+training curves of the chosen variants and a pooling-ablation bar chart. `--results FILE` splices the whole
+report into FILE between `<!-- report:NAME begin -->` and `<!-- report:NAME end -->` (NAME = the
+experiments file's stem), leaving the hand-written text around it alone; plots go to
+`benchmarks/results/NAME/`.
 """
 from __future__ import annotations
 
@@ -34,67 +39,191 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.1f} ± {100 * statistics.pstdev(values):.1f} (n={len(values)})"
 
 
-def table(spec: dict, cells: list[dict]) -> str:
+def group_cells(cells: list[dict]) -> dict[tuple[str, str], list[dict]]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["dataset"], c["variant"])].append(c)
-    lines = ["| dataset | variant | main metric | validation | test | train examples | steps | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    return groups
+
+
+def scores(group: list[dict], split: str) -> list[float]:
+    return [g["metrics"][split][g["main_metric"]] for g in group if split in g["metrics"]]
+
+
+def test_size(group: list[dict]) -> int | None:
+    sizes = [g["metrics"]["test"].get("n") for g in group if "test" in g["metrics"]]
+    return sizes[0] if sizes else None
+
+
+def table(spec: dict, cells: list[dict]) -> str:
+    """Every cell group, one row each."""
+    lines = ["| dataset | variant | main metric | validation | test | test examples | train examples | steps | "
+             "wall time (s) |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     order = {name: i for i, name in enumerate(spec["variants"])}
-    for (dataset, variant), group in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
-        main = group[0]["main_metric"]
-        val = [g["metrics"]["validation"][main] for g in group if "validation" in g["metrics"]]
-        test = [g["metrics"]["test"][main] for g in group if "test" in g["metrics"]]
+    for (dataset, variant), group in sorted(group_cells(cells).items(),
+                                            key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
         wall = statistics.mean(g["wall_time_s"] for g in group)
-        lines.append(f"| {dataset} | {variant} | {main} | {fmt(val)} | {fmt(test)} | {group[0]['train_examples']} | "
+        lines.append(f"| {dataset} | {variant} | {group[0]['main_metric']} | {fmt(scores(group, 'validation'))} | "
+                     f"{fmt(scores(group, 'test'))} | {test_size(group) or '-'} | {group[0]['train_examples']} | "
                      f"{group[0]['steps']} | {wall:.0f} |")
     return "\n".join(lines)
 
 
-def plot_validation_curves(cells: list[dict], runs_dir: Path, out_dir: Path) -> list[Path]:
+def paper_table(layout: dict, spec: dict, cells: list[dict]) -> str:
+    """Rows = variants, columns = datasets, test metric (validation where a dataset has no test). A cell scored
+    on fewer test examples than the dataset's other cells is marked † (a fixed seeded sample)."""
+    groups = group_cells(cells)
+    labels = spec.get("report", {}).get("labels", {})
+    reference = layout.get("reference", {})
+    datasets = layout["datasets"]
+    full = {d: max((test_size(g) or 0) for (ds, _), g in groups.items() if ds == d) if any(
+        ds == d for ds, _ in groups) else 0 for d in datasets}
+    header = "| variant | " + " | ".join(datasets) + " |"
+    lines = [f"**{layout['title']}**", "", header, "|---|" + "---:|" * len(datasets)]
+    marked = False
+    for variant in layout["variants"]:
+        row = []
+        for d in datasets:
+            group = groups.get((d, variant), [])
+            value = fmt(scores(group, "test") or scores(group, "validation"))
+            if group and test_size(group) and test_size(group) < full[d]:
+                value, marked = f"{value} †", True
+            row.append(value)
+        lines.append(f"| {labels.get(variant, variant)} | " + " | ".join(row) + " |")
+    for name, values in reference.get("rows", {}).items():
+        lines.append(f"| *{name}* | " + " | ".join(str(values.get(d, "n/a")) for d in datasets) + " |")
+    if marked:
+        lines.append("")
+        lines.append("† scored on a fixed seeded 1,000-example sample of the test split (prompting is costly on CPU).")
+    if reference.get("note"):
+        lines += ["", reference["note"]]
+    return "\n".join(lines)
+
+
+def _evals(runs_dir: Path, cell: dict) -> list[dict]:
+    log = runs_dir / cell["name"] / "run" / "log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return [r for r in records if r["type"] == "eval"]
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_validation_curves(cells: list[dict], runs_dir: Path, out_dir: Path, datasets: list[str] | None = None,
+                           variants: list[str] | None = None, labels: dict | None = None) -> list[Path]:
+    """Validation curves (main metric against optimizer step) of every (or the chosen) variant, one plot per
+    dataset, first seed only."""
+    plt = _pyplot()
     written = []
     by_dataset: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
-        if c["seed"] == min(x["seed"] for x in cells if x["dataset"] == c["dataset"]):
+        if (c["seed"] == min(x["seed"] for x in cells if x["dataset"] == c["dataset"])
+                and (datasets is None or c["dataset"] in datasets) and (variants is None or c["variant"] in variants)):
             by_dataset[c["dataset"]].append(c)
     for dataset, group in by_dataset.items():
         fig, ax = plt.subplots(figsize=(7, 4))
         for c in group:
-            log = runs_dir / c["name"] / "run" / "log.jsonl"
-            records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-            evals = [r for r in records if r["type"] == "eval"]
-            ax.plot([r["step"] for r in evals], [100 * r["metrics"][c["main_metric"]] for r in evals], marker="o",
-                    label=c["variant"])
-        ax.set_xlabel("step")
+            evals = _evals(runs_dir, c)
+            if evals:
+                ax.plot([r["step"] for r in evals], [100 * r["metrics"][c["main_metric"]] for r in evals],
+                        marker="o", label=(labels or {}).get(c["variant"], c["variant"]))
+        ax.set_xlabel("optimizer step (batch 8)")
         ax.set_ylabel(f"validation {group[0]['main_metric']} (%)")
         ax.set_title(dataset)
         ax.legend(fontsize=7)
         path = out_dir / f"curves_{dataset}.png"
         save_figure_atomic(fig, path)
+        plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_pooling(layout: dict, cells: list[dict], out_dir: Path) -> Path | None:
+    """Grouped bars: test metric per pooling, causal vs bidirectional, per dataset (like the paper's Table 5)."""
+    groups = group_cells(cells)
+    poolings = layout["poolings"]
+    if not any((d, v) in groups for d in layout["datasets"] for mode in ("causal", "bidirectional")
+               for v in layout[mode].values()):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(layout["datasets"]), figsize=(4.5 * len(layout["datasets"]), 3.8), squeeze=False)
+    width = 0.38
+    for ax, dataset in zip(axes[0], layout["datasets"]):
+        for k, mode in enumerate(("causal", "bidirectional")):
+            values = []
+            for pooling in poolings:
+                group = groups.get((dataset, layout[mode].get(pooling, "")), [])
+                s = scores(group, "test") or scores(group, "validation")
+                values.append(100 * statistics.mean(s) if s else 0.0)
+            xs = [i + (k - 0.5) * width for i in range(len(poolings))]
+            bars = ax.bar(xs, values, width, label="LS (causal)" if mode == "causal" else "LS-un (bidirectional)")
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks(range(len(poolings)), poolings)
+        ax.set_title(dataset)
+        ax.set_ylabel("test accuracy (%)")
+        lows = [b.get_height() for b in ax.patches if b.get_height() > 0]
+        if lows:
+            ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    path = out_dir / "pooling.png"
+    save_figure_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
+def build_report(spec: dict, cells: list[dict], runs_dir: Path, plot_dir: Path, link_prefix: str) -> str:
+    layout = spec.get("report", {})
+    labels = layout.get("labels", {})
+    parts = [paper_table(t, spec, cells) for t in layout.get("tables", [])]
+    plots = []
+    if "pooling" in layout:
+        plots.append(plot_pooling(layout["pooling"], cells, plot_dir))
+    curves = layout.get("curves", {})
+    plots += plot_validation_curves(cells, runs_dir, plot_dir, curves.get("datasets"), curves.get("variants"), labels)
+    parts.append("**Every cell** (main metric, mean ± population spread over seeds)\n\n" + table(spec, cells))
+    parts.append("\n".join(f"![{p.stem}]({link_prefix}{p.name})" for p in plots if p))
+    return "\n\n".join(parts) + "\n"
+
+
+def splice(path: Path, name: str, body: str) -> None:
+    """Replace the text between the report markers in `path` (append the markers if absent)."""
+    begin, end = f"<!-- report:{name} begin -->", f"<!-- report:{name} end -->"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    block = f"{begin}\n{body}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    write_text_atomic(path, text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="markdown file (default: print only)")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file for the report (plots beside it)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="markdown file to splice the report into, between report markers")
     parser.add_argument("--runs-dir", type=Path, default=None)
     args = parser.parse_args()
     spec = yaml.safe_load(args.experiments.read_text())
     runs_dir = args.runs_dir or ROOT / spec.get("runs_dir", "benchmarks/runs")
     cells = load_cells(runs_dir)
-    text = table(spec, cells)
-    print(text)
+    print(table(spec, cells))
+    name = args.experiments.stem
     if args.out:
-        plots = plot_validation_curves(cells, runs_dir, args.out.parent)
-        body = f"{text}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
-        write_text_atomic(args.out, body)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.out, build_report(spec, cells, runs_dir, args.out.parent, ""))
+    if args.results:
+        plot_dir = args.results.parent / "results" / name
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        splice(args.results, name, build_report(spec, cells, runs_dir, plot_dir, f"results/{name}/"))
 
 
 if __name__ == "__main__":

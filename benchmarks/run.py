@@ -1,23 +1,29 @@
 """Experiment runner: a grid of dataset x variant x seed, each cell a normal `lsllm train` run.
 
-    python benchmarks/run.py benchmarks/experiments/defaults.yaml [--only SUBSTRING] [--dry-run]
+    python benchmarks/run.py benchmarks/experiments/defaults.yaml [--only SUBSTRING] [--jobs N] [--dry-run]
 
 Cells whose run folder is complete are skipped, so a killed sweep resumes where it stopped (an
 interrupted cell restarts from its own checkpoint with --resume). Each cell records its command,
 seed, train size, steps, wall time and metrics in `<runs_dir>/<cell>/cell.json`.
 Subsets are fixed and seeded: `train_subset: N` samples N training examples with seed 0;
 `validation_from_train: N` holds out N other training examples as the validation split (for sets whose
-official dev split is the test split, as in the paper); validation and test files are always used whole.
+official dev split is the test split, as in the paper); validation and test files are used whole unless a
+grid block sets `test_subset: N` (a fixed seeded sample, for costly baselines; the report shows test sizes).
+`--jobs N` runs N cells at once with cores/N threads each: small-batch CPU training is overhead-bound, so
+two 1-thread cells finish ~1.5x sooner on 2 cores than one 2-thread cell at a time (their logs go to
+`<cell>/train.log`).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import os
 import random
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -48,7 +54,7 @@ def cells(spec: dict) -> list[dict]:
                     for section, values in dataset.get("overrides", {}).items():
                         config.setdefault(section, {}).update(values)
                     out.append({"name": f"{ds_name}__{var_name}__s{seed}", "dataset": ds_name, "variant": var_name,
-                                "seed": seed, "config": config})
+                                "seed": seed, "config": config, "test_subset": block.get("test_subset")})
     return out
 
 
@@ -67,7 +73,7 @@ def _read(dataset: dict, split: str) -> list:
     return examples
 
 
-def split_files(dataset: dict, folder: Path) -> tuple[dict[str, str], int, list[str]]:
+def split_files(dataset: dict, folder: Path, test_subset: int | None = None) -> tuple[dict[str, str], int, list[str]]:
     """Every split of a cell as normalised JSONL (text/label or tokens/tags): the fixed seeded train
     subset, validation held out from train where asked, and the whole validation/test files; plus the
     label list of the *whole* training split (a subset may miss a rare label that test has)."""
@@ -84,7 +90,10 @@ def split_files(dataset: dict, folder: Path) -> tuple[dict[str, str], int, list[
         files["validation"] = _write_jsonl([examples[i] for i in order[:held_out]], folder / "validation.jsonl")
     for split in ("validation", "test"):
         if dataset.get(split) and split not in files:
-            files[split] = _write_jsonl(_read(dataset, split), folder / f"{split}.jsonl")
+            rows = _read(dataset, split)
+            if split == "test" and test_subset and test_subset < len(rows):
+                rows = random.Random(0).sample(rows, test_subset)
+            files[split] = _write_jsonl(rows, folder / f"{split}.jsonl")
     return files, len(train), labels
 
 
@@ -97,13 +106,13 @@ def _write_jsonl(examples, target: Path) -> str:
     return str(target)
 
 
-def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool) -> dict | None:
+def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool, threads: int | None = None) -> dict | None:
     folder = runs_dir / cell["name"]
     record_path = folder / "cell.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
     dataset = spec["datasets"][cell["dataset"]]
-    files, n_train, labels = split_files(dataset, folder / "data")
+    files, n_train, labels = split_files(dataset, folder / "data", cell.get("test_subset"))
     config = copy.deepcopy(cell["config"])
     config.setdefault("data", {}).update(files, labels=labels)
     config_path = folder / "config.yaml"
@@ -117,15 +126,21 @@ def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool) -> dict | No
     if dry_run:
         return None
     start = time.time()
-    proc = subprocess.run(command, cwd=ROOT)
+    if threads:  # parallel cells: split the cores, keep each cell's output in its own log
+        env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        with open(folder / "train.log", "a", encoding="utf-8") as log:
+            proc = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    else:
+        proc = subprocess.run(command, cwd=ROOT)
     if proc.returncode != 0:
         print(f"[{cell['name']}] failed with exit code {proc.returncode}", flush=True)
         return None
     metrics = json.loads((run / "metrics.json").read_text())
     record = {**{k: cell[k] for k in ("name", "dataset", "variant", "seed")}, "command": " ".join(command),
-              "train_examples": n_train, "steps": metrics["steps"], "wall_time_s": round(time.time() - start, 1),
+              "threads": threads or os.cpu_count(), "train_examples": n_train, "steps": metrics.get("steps", 0), "wall_time_s": round(time.time() - start, 1),
               "main_metric": metrics["main_metric"], "metrics": metrics}
     record_path.write_text(json.dumps(record, indent=2))
+    print(f"[{cell['name']}] done in {record['wall_time_s']:.0f} s", flush=True)
     return record
 
 
@@ -134,16 +149,17 @@ def main() -> None:
     parser.add_argument("experiments", type=Path)
     parser.add_argument("--only", action="append", default=[], help="run cells whose name contains this (repeatable)")
     parser.add_argument("--runs-dir", type=Path, default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="cells run at once, each with cores/jobs threads")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     spec = yaml.safe_load(args.experiments.read_text())
     runs_dir = args.runs_dir or ROOT / spec.get("runs_dir", "benchmarks/runs")
     selected = [c for c in cells(spec) if not args.only or any(s in c["name"] for s in args.only)]
     print(f"{len(selected)} cells; runs in {runs_dir}", flush=True)
-    failed = 0
-    for cell in selected:
-        record = run_cell(cell, spec, runs_dir, args.dry_run)
-        failed += record is None and not args.dry_run
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        records = list(pool.map(lambda c: run_cell(c, spec, runs_dir, args.dry_run, threads), selected))
+    failed = sum(r is None for r in records) if not args.dry_run else 0
     sys.exit(1 if failed else 0)
 
 

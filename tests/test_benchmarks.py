@@ -16,12 +16,15 @@ def test_quick_suite_runs_resumes_and_reports(smollm2, shared_data, tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), str(ROOT / "benchmarks" / "experiments" / "quick.yaml"),
            "--runs-dir", str(runs)]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    first = subprocess.run(cmd + ["--jobs", "2"], env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     cells = sorted(p.parent.name for p in runs.glob("*/cell.json"))
     assert cells == ["tfns__ls-last__s0", "tfns__lsun-max__s0", "wnut17__ls-last__s0", "wnut17__lsun-max__s0"]
     record = json.loads((runs / "tfns__ls-last__s0" / "cell.json").read_text())
     assert record["train_examples"] == 24 and record["steps"] == 3 and "lsllm.cli train" in record["command"]
+    assert record["threads"] == max(1, (os.cpu_count() or 1) // 2)  # --jobs 2 splits the cores
+    ner = json.loads((runs / "wnut17__lsun-max__s0" / "cell.json").read_text())
+    assert ner["metrics"]["test"]["n"] == 16  # test_subset: a fixed sample of the test split
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "lsllm.cli train" not in again.stdout  # finished cells are skipped
     out = tmp_path / "report" / "quick.md"

@@ -16,7 +16,8 @@ from lsllm.report import write_json_atomic
 
 
 def instruction_tune(model, tokenizer, config, splits, prompt, work):
-    """Train `model` (AutoModelForCausalLM) in place with LoRA; return the LoRA-wrapped model in eval mode."""
+    """Train `model` (AutoModelForCausalLM) in place with LoRA; return the LoRA-wrapped model in eval mode
+    and the number of optimizer steps taken."""
     m, t = config.model, config.train
     torch.manual_seed(t.seed)
     settings = resolve_lora(model.get_decoder() if hasattr(model, "get_decoder") else model, m.lora, m.lora_rank,
@@ -64,4 +65,4 @@ def instruction_tune(model, tokenizer, config, splits, prompt, work):
                                                    "lora": settings, "log": log})
     if settings:
         model.save_pretrained(work / "model" / "adapter")
-    return model.eval()
+    return model.eval(), step

@@ -36,12 +36,14 @@ def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     task = config.model.task
     work.mkdir(parents=True, exist_ok=True)
+    steps = 0
     if config.method == "instruct":
         from lsllm.training.instruct import instruction_tune
 
-        model = instruction_tune(model, tokenizer, config, splits, prompt, work)
+        model, steps = instruction_tune(model, tokenizer, config, splits, prompt, work)
     metrics: dict = {"task": task, "method": config.method, "main_metric": MAIN_METRIC[task], "k_shot": prompt.k_shot,
-                     "mode": p.mode, "labels": splits.labels.names, "train_examples": len(splits.train)}
+                     "mode": p.mode, "labels": splits.labels.names, "train_examples": len(splits.train),
+                     "steps": steps}
     report = []
     write_text_atomic(work / "config.yaml", config.to_yaml())
     for name, examples in (("validation", splits.validation), ("test", splits.test)):
