@@ -205,6 +205,17 @@ def test_prompting_baselines_share_the_harness(tiny_models, seq_data, tmp_path, 
     rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and all(abs(sum(r["probs"].values()) - 1) < 1e-4 for r in rows)
     assert (run / "confusion.png").is_file() and (run / "report.txt").is_file()
+    # The run folder predicts on its own (saved prompt and shots, no training data needed) and agrees
+    # with the run's test predictions; `eval` scores it like any run.
+    texts = [r["text"] for r in rows]
+    again = runner.invoke(app, ["predict", str(run), *sum((["--text", t] for t in texts[:4]), [])])
+    assert again.exit_code == 0, again.output
+    predicted = [json.loads(line) for line in again.output.splitlines() if line.startswith("{")]
+    assert [r["label"] for r in predicted] == [r["label"] for r in rows[:4]]
+    assert all(abs(a["probs"][k] - b["probs"][k]) < 1e-4 for a, b in zip(predicted, rows) for k in a["probs"])
+    scored = runner.invoke(app, ["eval", str(run), "--data", str(test)])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads((run / "eval_test.json").read_text())["accuracy"] == metrics["test"]["accuracy"]
 
 
 def test_early_stopping_grad_accum_and_class_weights(tiny_models, seq_data, tmp_path):
@@ -234,3 +245,10 @@ def test_instruct_baseline_trains_answer_only_and_scores(tiny_models, seq_data, 
     log = json.loads((run / "instruct_log.json").read_text())
     assert log["steps"] == 6 and log["lora"]["preset"] == "all-linear"
     assert (run / "model" / "adapter" / "adapter_config.json").is_file()
+    # predict loads base model + adapter from the run folder and reproduces the run's test predictions
+    from lsllm.predict import predict
+
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    again = predict(run, input=str(test))
+    assert [r["label"] for r in again] == [r["label"] for r in rows]
+    assert [r["gold"] for r in again] == [r["gold"] for r in rows]

@@ -15,6 +15,10 @@ from lsllm.report import write_json_atomic
 
 def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **columns) -> tuple[dict, Path]:
     """Score a trained model on a labelled file; write `<run>/eval_<split_name>.json`; return metrics and path."""
+    from lsllm.prompt_predict import is_prompt_run
+
+    if is_prompt_run(run):
+        return _evaluate_prompt_run(Path(run), data, split_name, **columns)
     folder = model_folder(run)
     model, tokenizer = load_for_inference(folder)
     labels = LabelSet(model.spec.labels)
@@ -25,6 +29,24 @@ def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **
     metrics = {"task": model.spec.task, "data": str(data), **result.metrics, "loss": result.loss}
     target = Path(run) if folder != Path(run) else folder
     path = target / f"eval_{split_name}.json"
+    write_json_atomic(path, metrics)
+    return metrics, path
+
+
+def _evaluate_prompt_run(run: Path, data, split_name: str, **columns) -> tuple[dict, Path]:
+    from lsllm.metrics import sequence_metrics, token_metrics
+    from lsllm.prompt_predict import PromptPredictor
+
+    predictor = PromptPredictor(run)
+    examples = read_examples(data, predictor.task, **{k: v for k, v in columns.items() if v is not None})
+    check_labels(predictor.labels, examples, split_name)
+    out = predictor.run(examples)
+    if predictor.task == "token":
+        scores = token_metrics([e.tags for e in examples], out["predictions"])
+    else:
+        scores = sequence_metrics([e.label for e in examples], out["predictions"], predictor.labels.names)
+    metrics = {"task": predictor.task, "data": str(data), **scores, "invalid": out["invalid"]}
+    path = run / f"eval_{split_name}.json"
     write_json_atomic(path, metrics)
     return metrics, path
 

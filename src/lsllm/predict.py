@@ -99,8 +99,11 @@ class Predictor:
 
 def predict(model_dir: str | Path, texts: list[str] | None = None, input: str | Path | None = None,
             output: str | Path | None = None, **columns) -> list[dict]:
-    """`lsllm predict`: rows for raw texts or a file; written to `output` (JSONL or CSV) when given."""
-    predictor = Predictor(model_folder(model_dir))
+    """`lsllm predict`: rows for raw texts or a file; written to `output` (JSONL or CSV) when given.
+    Prompting runs (zero-/few-shot, instruct) predict with their saved prompt (and adapter)."""
+    from lsllm.prompt_predict import PromptPredictor, is_prompt_run
+
+    predictor = PromptPredictor(model_dir) if is_prompt_run(model_dir) else Predictor(model_folder(model_dir))
     rows = predictor.predict_rows(texts) if texts is not None else predictor.predict_file(input, **columns)
     if output is not None:
         write_predictions(output, rows)

@@ -595,11 +595,21 @@ def collate_instruct(features: Sequence[dict], pad_token_id: int) -> dict[str, t
 # End to end
 # --------------------------------------------------------------------------
 
+def few_shot_examples(config: PromptConfig, train_examples: Sequence | None) -> list:
+    """The config.k_shot examples a few-shot prompt shows (none for zero-shot)."""
+    if config.k_shot <= 0:
+        return []
+    if not train_examples:
+        raise ValueError(f"{config.k_shot}-shot prompting needs training examples to draw shots from")
+    return select_shots(train_examples, config.k_shot, config.seed)
+
+
 def predict_zero_shot(model, tokenizer, examples: Sequence[SeqExample | TokenExample], labels: LabelSet,
                       config: PromptConfig, train_examples: Sequence[SeqExample | TokenExample] | None = None,
                       mode: Literal["score", "generate"] = "score", batch_size: int = 8,
-                      max_new_tokens: int | None = None) -> dict:
-    """Zero-/few-shot predictions (few-shot when config.k_shot > 0, shots from train_examples).
+                      max_new_tokens: int | None = None, shots: Sequence | None = None) -> dict:
+    """Zero-/few-shot predictions (few-shot when config.k_shot > 0, shots drawn from train_examples, or
+    the given `shots` as they are, e.g. those a saved run showed).
 
     Sequence tasks: {"predictions": label names, "probabilities": (N, L) lists in label-set order
     (score mode), "raw": outputs (generate mode), "invalid": outputs matching no label (predicted
@@ -608,12 +618,9 @@ def predict_zero_shot(model, tokenizer, examples: Sequence[SeqExample | TokenExa
     max_new_tokens defaults to 16 for labels and 128 for entity lists."""
     if mode not in ("score", "generate"):
         raise ValueError(f"mode must be 'score' or 'generate', not {mode!r}")
-    shots: list = []
-    if config.k_shot > 0:
-        if not train_examples:
-            raise ValueError(f"{config.k_shot}-shot prompting needs training examples to draw shots from")
-        shots = select_shots(train_examples, config.k_shot, config.seed)
-    prompts = build_prompts(examples, labels, config, tokenizer, shots)
+    if shots is None:
+        shots = few_shot_examples(config, train_examples)
+    prompts = build_prompts(examples, labels, config, tokenizer, list(shots))
     if examples and isinstance(examples[0], TokenExample):
         return _predict_tags(model, tokenizer, examples, labels, config, prompts, batch_size, max_new_tokens or 128)
 

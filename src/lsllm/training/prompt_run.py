@@ -18,7 +18,9 @@ from lsllm.config import RunConfig
 from lsllm.metrics import MAIN_METRIC, confusion, format_report, sequence_metrics, token_metrics
 from lsllm.model.build import load_tokenizer
 from lsllm.model.sources import resolve_source
-from lsllm.prompting import PromptConfig, load_prompt_config, parse_label_names, predict_zero_shot
+from lsllm.prompt_predict import save_prompt_run
+from lsllm.prompting import (PromptConfig, few_shot_examples, load_prompt_config, parse_label_names,
+                             predict_zero_shot)
 from lsllm.report import plot_confusion, write_json_atomic, write_text_atomic
 from lsllm.writers import write_predictions
 
@@ -46,12 +48,14 @@ def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
                      "steps": steps}
     report = []
     write_text_atomic(work / "config.yaml", config.to_yaml())
+    shots = few_shot_examples(prompt, splits.train)
+    save_prompt_run(work, config.method, config.model.model, task, splits.labels.names, prompt, p.mode, shots)
     for name, examples in (("validation", splits.validation), ("test", splits.test)):
         if examples is None:
             continue
         start = time.perf_counter()
-        out = predict_zero_shot(model, tokenizer, examples, splits.labels, prompt, train_examples=splits.train,
-                                mode=p.mode, batch_size=config.train.eval_batch_size)
+        out = predict_zero_shot(model, tokenizer, examples, splits.labels, prompt, mode=p.mode,
+                                batch_size=config.train.eval_batch_size, shots=shots)
         if task == "token":
             scores = token_metrics([e.tags for e in examples], out["predictions"])
         else:
