@@ -5,13 +5,34 @@
     result = train(config)                      # writes the run folder, returns metrics
     Predictor(result.run_dir / "model").predict(["a gorgeous film"])   # -> ['positive']
 """
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from lsllm.api import evaluate_run, run_demo  # noqa: E402
-from lsllm.config import RunConfig  # noqa: E402
-from lsllm.model.build import build_model, export_model, load_model, save_model  # noqa: E402
-from lsllm.predict import Predictor, predict  # noqa: E402
-from lsllm.training.loop import train  # noqa: E402
+# Public names load on first use, so `lsllm --help`, `lsllm models` and `import lsllm.data` don't pay
+# for importing torch, transformers and peft. (The function `predict` is not re-exported: `lsllm.predict`
+# is its module; use `from lsllm.predict import predict`.)
+_EXPORTS = {
+    "RunConfig": "lsllm.config", "train": "lsllm.training.loop", "Predictor": "lsllm.predict", "evaluate_run": "lsllm.api", "run_demo": "lsllm.api",
+    "build_model": "lsllm.model.build", "load_model": "lsllm.model.build", "save_model": "lsllm.model.build",
+    "export_model": "lsllm.model.build",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = ["RunConfig", "train", "predict", "Predictor", "evaluate_run", "run_demo", "build_model", "load_model",
-           "save_model", "export_model", "__version__"]
+if TYPE_CHECKING:
+    from lsllm.api import evaluate_run, run_demo
+    from lsllm.config import RunConfig
+    from lsllm.model.build import build_model, export_model, load_model, save_model
+    from lsllm.predict import Predictor
+    from lsllm.training.loop import train
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lsllm' has no attribute {name!r}")
