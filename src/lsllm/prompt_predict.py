@@ -41,10 +41,18 @@ def save_prompt_run(folder: Path, method: str, model: str, task: str, labels: li
         "adapter": "model/adapter" if method == "instruct" else None})
 
 
+def prompt_autocast(model, precision: str = "auto"):
+    """The autocast a prompting run scores under (bf16 where the hardware has it), on the model's device."""
+    from lsllm.evaluate import autocast, autocast_dtype
+
+    device = next(model.parameters()).device
+    return autocast(device, autocast_dtype(precision, device))
+
+
 class PromptPredictor:
     """Same interface as lsllm.predict.Predictor, for prompting runs."""
 
-    def __init__(self, run_dir: str | Path, batch_size: int = 8):
+    def __init__(self, run_dir: str | Path, batch_size: int = 32, precision: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -53,7 +61,7 @@ class PromptPredictor:
 
         folder = Path(run_dir)
         info = json.loads((folder / PROMPT_FILE).read_text(encoding="utf-8"))
-        self.task, self.mode, self.batch_size = info["task"], info["mode"], batch_size
+        self.task, self.mode, self.batch_size, self.precision = info["task"], info["mode"], batch_size, precision
         self.labels = LabelSet(info["labels"])
         self.prompt = PromptConfig(**info["prompt"])
         self.shots = [_example(row) for row in info["shots"]]
@@ -68,8 +76,9 @@ class PromptPredictor:
 
     def run(self, examples: list) -> dict:
         """predict_zero_shot's output (predictions, probabilities or raw outputs, invalid count)."""
-        return predict_zero_shot(self.model, self.tokenizer, examples, self.labels, self.prompt, mode=self.mode,
-                                 batch_size=self.batch_size, shots=self.shots)
+        with prompt_autocast(self.model, self.precision):
+            return predict_zero_shot(self.model, self.tokenizer, examples, self.labels, self.prompt, mode=self.mode,
+                                     batch_size=self.batch_size, shots=self.shots)
 
     def predict(self, texts: list[str]) -> list:
         return [r["label"] if "label" in r else r["tags"] for r in self.predict_rows(texts)]
