@@ -62,10 +62,11 @@ def table(spec: dict, cells: list[dict]) -> str:
     order = {name: i for i, name in enumerate(spec["variants"])}
     for (dataset, variant), group in sorted(group_cells(cells).items(),
                                             key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
-        wall = statistics.mean(g["wall_time_s"] for g in group)
+        walls = [g["wall_time_s"] for g in group if g.get("wall_time_s") is not None]
+        wall = f"{statistics.mean(walls):.0f}" if walls else "-"
         lines.append(f"| {dataset} | {variant} | {group[0]['main_metric']} | {fmt(scores(group, 'validation'))} | "
                      f"{fmt(scores(group, 'test'))} | {test_size(group) or '-'} | {group[0]['train_examples']} | "
-                     f"{group[0]['steps']} | {wall:.0f} |")
+                     f"{group[0]['steps']} | {wall} |")
     return "\n".join(lines)
 
 

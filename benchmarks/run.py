@@ -20,6 +20,7 @@ import copy
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -120,11 +121,16 @@ def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool, threads: int
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     run = folder / "run"
     command = [sys.executable, "-m", "lsllm.cli", "train", str(config_path), "--output", str(run)]
-    if (folder / "run.incomplete" / "checkpoint").is_dir():
+    incomplete = folder / "run.incomplete"
+    if (incomplete / "checkpoint").is_dir():
         command.append("--resume")
+    elif incomplete.is_dir() and not dry_run:  # killed before its first checkpoint: nothing to resume
+        shutil.rmtree(incomplete)
     print(f"[{cell['name']}] {' '.join(command)}", flush=True)
     if dry_run:
         return None
+    if (run / "metrics.json").is_file():  # finished after its runner was killed: record it, don't retrain
+        return record_cell(cell, command, n_train, run, record_path, None)
     start = time.time()
     if threads:  # parallel cells: split the cores, keep each cell's output in its own log
         env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -135,12 +141,17 @@ def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool, threads: int
     if proc.returncode != 0:
         print(f"[{cell['name']}] failed with exit code {proc.returncode}", flush=True)
         return None
+    return record_cell(cell, command, n_train, run, record_path, round(time.time() - start, 1), threads)
+
+
+def record_cell(cell: dict, command: list[str], n_train: int, run: Path, record_path: Path, wall: float | None,
+                threads: int | None = None) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     record = {**{k: cell[k] for k in ("name", "dataset", "variant", "seed")}, "command": " ".join(command),
-              "threads": threads or os.cpu_count(), "train_examples": n_train, "steps": metrics.get("steps", 0), "wall_time_s": round(time.time() - start, 1),
-              "main_metric": metrics["main_metric"], "metrics": metrics}
+              "threads": threads or os.cpu_count(), "train_examples": n_train, "steps": metrics.get("steps", 0),
+              "wall_time_s": wall, "main_metric": metrics["main_metric"], "metrics": metrics}
     record_path.write_text(json.dumps(record, indent=2))
-    print(f"[{cell['name']}] done in {record['wall_time_s']:.0f} s", flush=True)
+    print(f"[{cell['name']}] done in {wall or 0:.0f} s", flush=True)
     return record
 
 
