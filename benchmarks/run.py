@@ -130,7 +130,8 @@ def run_cell(cell: dict, spec: dict, runs_dir: Path, dry_run: bool, threads: int
     if dry_run:
         return None
     if (run / "metrics.json").is_file():  # finished after its runner was killed: record it, don't retrain
-        return record_cell(cell, command, n_train, run, record_path, None)
+        wall = (run / "metrics.json").stat().st_mtime - (run / "config.yaml").stat().st_mtime  # start -> end
+        return record_cell(cell, command, n_train, run, record_path, round(wall, 1))
     start = time.time()
     if threads:  # parallel cells: split the cores, keep each cell's output in its own log
         env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
