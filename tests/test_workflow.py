@@ -252,3 +252,18 @@ def test_instruct_baseline_trains_answer_only_and_scores(tiny_models, seq_data, 
     again = predict(run, input=str(test))
     assert [r["label"] for r in again] == [r["label"] for r in rows]
     assert [r["gold"] for r in again] == [r["gold"] for r in rows]
+
+
+def test_zero_shot_ner_run_predicts_tags_from_its_folder(tiny_models, tmp_path):
+    train_path, dev = write_conll(tmp_path / "train.conll", 8, 0), write_conll(tmp_path / "dev.conll", 4, 1)
+    run = tmp_path / "ner0"
+    result = runner.invoke(app, ["train", "--method", "zero-shot", "--task", "token", "--model",
+                                 str(tiny_models["llama"]), "--train", str(train_path), "--validation", str(dev),
+                                 "--output", str(run)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"f1", "invalid"} <= set(metrics["validation"])  # a random tiny model's outputs: mostly unparsable
+    result = runner.invoke(app, ["predict", str(run), "--text", "john in paris ."])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert row["tokens"] == ["john", "in", "paris", "."] and len(row["tags"]) == 4 and "raw" in row
