@@ -162,3 +162,13 @@ def test_ten_lora_steps_lower_the_loss_on_smollm2(smollm2):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("family,task,expected", [("llama", "seq", False), ("llama", "token", True),
+                                                   ("bert", "seq", True)])
+def test_default_attention_follows_the_task(tiny_models, family, task, expected):
+    """No --bidirectional/--causal: LS (causal, last) for sequence tasks, LS-un for token tasks, encoders
+    always bidirectional (the defaults the measurements in benchmarks/RESULTS.md support)."""
+    model, _ = build_model(str(tiny_models[family]), task, LABELS)
+    assert model.spec.bidirectional is expected
+    assert model.spec.pooling == ("first" if family == "bert" else "mean" if expected else "last")

@@ -43,8 +43,9 @@ class ModelConfig:
     """Alias, .gguf file, Hugging Face folder or hub id."""
     task: str = "seq"
     """seq (sequence classification) or token (tagging)."""
-    bidirectional: bool = True
-    """LS-un (unmasked attention) when true; LS (causal) when false."""
+    bidirectional: bool | None = None
+    """LS-un (unmasked attention) when true; LS (causal) when false. Default: LS-un for token tasks (where
+    it is decisive), LS for sequence tasks (where it measured as good or better), always on for encoders."""
     pooling: str | None = None
     """last, mean, max or first; default: last when causal, mean when bidirectional, first for encoders."""
     pool_over: str = "hidden"

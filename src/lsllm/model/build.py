@@ -29,7 +29,7 @@ from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_
 from lsllm.model.attention import AttentionModeError, check_attention, set_attention_mode
 from lsllm.model.classifier import LSModel
 from lsllm.model.lora import apply_lora, load_lora, resolve_lora
-from lsllm.model.pooling import default_pooling
+from lsllm.model.pooling import default_bidirectional, default_pooling
 from lsllm.model.sources import resolve_source
 from lsllm.model.spec import SPEC_FILE, ModelSpec
 
@@ -91,7 +91,7 @@ def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "au
     return backbone, encoder
 
 
-def build_model(base_model: str, task: str, labels: list[str], *, bidirectional: bool = True,
+def build_model(base_model: str, task: str, labels: list[str], *, bidirectional: bool | None = None,
                 pooling: str | None = None, pool_over: str = "hidden", lora: str = "all-linear",
                 lora_rank: int | None = None, lora_alpha: int | None = None, lora_dropout: float | None = None,
                 lora_targets: list[str] | None = None, dropout: float = 0.1, max_length: int = 128,
@@ -107,6 +107,8 @@ def build_model(base_model: str, task: str, labels: list[str], *, bidirectional:
 
     path = resolve_source(base_model)
     tokenizer = load_tokenizer(path)
+    if bidirectional is None:
+        bidirectional = default_bidirectional(task, is_encoder(AutoConfig.from_pretrained(path)))
     backbone, encoder = load_backbone(path, bidirectional, attn_implementation)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     settings = resolve_lora(backbone, lora, lora_rank, lora_alpha, lora_dropout, lora_targets)
