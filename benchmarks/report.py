@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import yaml
 from lsllm.report import save_figure_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py's test_sample
 
 
 def load_cells(runs_dir: Path) -> list[dict]:
@@ -99,6 +101,43 @@ def paper_table(layout: dict, spec: dict, cells: list[dict]) -> str:
     if reference.get("note"):
         lines += ["", reference["note"]]
     return "\n".join(lines)
+
+
+def same_sample_table(layout: dict, spec: dict, cells: list[dict], runs_dir: Path) -> str:
+    """Cells scored on the whole test split re-scored (from their saved test predictions) on the
+    fixed seeded sample that the sampled (†) cells of the same dataset used: a like-for-like row."""
+    from run import test_sample
+
+    groups = group_cells(cells)
+    labels = spec.get("report", {}).get("labels", {})
+    lines = []
+    for dataset in layout["datasets"]:
+        sizes = {v: test_size(g) for (d, v), g in groups.items()
+                 if d == dataset and v in layout["variants"] and test_size(g)}
+        if not sizes or min(sizes.values()) == max(sizes.values()):
+            continue
+        full, k = max(sizes.values()), min(sizes.values())
+        index = test_sample(full, k)
+        row = []
+        for variant in layout["variants"]:
+            group = groups.get((dataset, variant), [])
+            if not group:
+                continue
+            if sizes.get(variant) == k:
+                row.append(f"{labels.get(variant, variant)} {fmt(scores(group, 'test'))}")
+                continue
+            values = []
+            for c in group:
+                path = runs_dir / c["name"] / "run" / "test_predictions.jsonl"
+                if path.is_file() and c["main_metric"] == "accuracy":
+                    preds = [json.loads(line) for line in path.read_text().splitlines()]
+                    if len(preds) == full:
+                        values.append(sum(preds[i]["label"] == preds[i]["gold"] for i in index) / k)
+            if values:
+                row.append(f"{labels.get(variant, variant)} {fmt(values)}")
+        lines.append(f"- {dataset}, the same {k} of {full} test examples: " + "; ".join(row))
+    return ("Like-for-like on the prompting rows' test sample (whole-test cells re-scored from their "
+            "saved predictions):\n\n" + "\n".join(lines)) if lines else ""
 
 
 def _evals(runs_dir: Path, cell: dict) -> list[dict]:
@@ -181,7 +220,12 @@ def plot_pooling(layout: dict, cells: list[dict], out_dir: Path) -> Path | None:
 def build_report(spec: dict, cells: list[dict], runs_dir: Path, plot_dir: Path, link_prefix: str) -> str:
     layout = spec.get("report", {})
     labels = layout.get("labels", {})
-    parts = [paper_table(t, spec, cells) for t in layout.get("tables", [])]
+    parts = []
+    for t in layout.get("tables", []):
+        parts.append(paper_table(t, spec, cells))
+        same = same_sample_table(t, spec, cells, runs_dir)
+        if same:
+            parts.append(same)
     plots = []
     if "pooling" in layout:
         plots.append(plot_pooling(layout["pooling"], cells, plot_dir))

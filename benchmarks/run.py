@@ -93,9 +93,14 @@ def split_files(dataset: dict, folder: Path, test_subset: int | None = None) -> 
         if dataset.get(split) and split not in files:
             rows = _read(dataset, split)
             if split == "test" and test_subset and test_subset < len(rows):
-                rows = random.Random(0).sample(rows, test_subset)
+                rows = [rows[i] for i in test_sample(len(rows), test_subset)]
             files[split] = _write_jsonl(rows, folder / f"{split}.jsonl")
     return files, len(train), labels
+
+
+def test_sample(n: int, k: int) -> list[int]:
+    """Indexes of the fixed seeded k-example test sample (report.py re-scores other cells on it)."""
+    return random.Random(0).sample(range(n), k)
 
 
 def _write_jsonl(examples, target: Path) -> str:

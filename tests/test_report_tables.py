@@ -59,3 +59,20 @@ def test_build_report_writes_pooling_chart_and_every_cell_table(tmp_path):
     assert (tmp_path / "pooling.png").is_file() and "![pooling](img/pooling.png)" in text
     assert (tmp_path / "curves_a.png").is_file()
     assert "| a | ls-last | accuracy | 70.0 | 80.0 | 100 | 80 | 10 | 5 |" in text
+
+
+def test_whole_test_cells_are_rescored_on_the_prompting_sample(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import test_sample
+
+    full, k = 50, 20
+    gold = [str(i % 2) for i in range(full)]
+    right = set(test_sample(full, k)[:15])  # the LS cell is right on 15 of the sampled 20, wrong elsewhere
+    path = tmp_path / "a__ls__s0" / "run" / "test_predictions.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(json.dumps({"label": g if i in right else "x", "gold": g}) for i, g in enumerate(gold)))
+    cells = [cell("a", "ls", 0, 15 / full, n=full), cell("a", "zs", 0, 0.6, n=k)]
+    text = report.same_sample_table(LAYOUT, SPEC, cells, tmp_path)
+    assert "a, the same 20 of 50 test examples: zs 60.0; LS 75.0" in text
