@@ -37,14 +37,15 @@ def test_sequence_task_from_csv(smollm2, shared_data, tmp_path):
                                  "--max-steps", "24", "--eval-every", "12", "--output", str(run)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"train"' in line]
-    assert log[-1]["loss"] < log[0]["loss"]
+    # It learns: validation loss (same 80 examples each time) falls from the first evaluation to the last.
+    # (Windowed *training* losses are not comparable: length-grouped batches differ from window to window.)
+    evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert evals[-1]["loss"] < evals[0]["loss"]
     trained = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
     again = Predictor(run / "model").predict([t["text"] for t in trained])
     assert again == [t["label"] for t in trained]
     assert metrics["test"]["accuracy"] == sum(t["label"] == t["gold"] for t in trained) / len(trained)
     # The reported validation score is the best one logged during training: same numerics after reload.
-    evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"eval"' in line]
     best = max(evals, key=lambda r: r["metrics"]["accuracy"])
     assert metrics["validation"]["accuracy"] == pytest.approx(best["metrics"]["accuracy"])
 
