@@ -34,17 +34,13 @@ def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **
 
 
 def _evaluate_prompt_run(run: Path, data, split_name: str, **columns) -> tuple[dict, Path]:
-    from lsllm.metrics import sequence_metrics, token_metrics
-    from lsllm.prompt_predict import PromptPredictor
+    from lsllm.prompt_predict import PromptPredictor, score_outputs
 
     predictor = PromptPredictor(run)
     examples = read_examples(data, predictor.task, **{k: v for k, v in columns.items() if v is not None})
     check_labels(predictor.labels, examples, split_name)
     out = predictor.run(examples)
-    if predictor.task == "token":
-        scores = token_metrics([e.tags for e in examples], out["predictions"])
-    else:
-        scores = sequence_metrics([e.label for e in examples], out["predictions"], predictor.labels.names)
+    scores = score_outputs(predictor.task, examples, out, predictor.labels)
     metrics = {"task": predictor.task, "data": str(data), **scores, "invalid": out["invalid"]}
     path = run / f"eval_{split_name}.json"
     write_json_atomic(path, metrics)

@@ -41,6 +41,15 @@ def save_prompt_run(folder: Path, method: str, model: str, task: str, labels: li
         "adapter": "model/adapter" if method == "instruct" else None})
 
 
+def score_outputs(task: str, examples: list, out: dict, labels: LabelSet) -> dict:
+    """Metrics of predict_zero_shot's output against the examples' gold labels or tags."""
+    from lsllm.metrics import sequence_metrics, token_metrics
+
+    if task == "token":
+        return token_metrics([e.tags for e in examples], out["predictions"])
+    return sequence_metrics([e.label for e in examples], out["predictions"], labels.names)
+
+
 def prompt_autocast(model, precision: str = "auto"):
     """The autocast a prompting run scores under (bf16 where the hardware has it), on the model's device."""
     from lsllm.evaluate import autocast, autocast_dtype

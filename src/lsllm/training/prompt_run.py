@@ -15,10 +15,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lsllm.config import RunConfig
-from lsllm.metrics import MAIN_METRIC, confusion, format_report, sequence_metrics, token_metrics
+from lsllm.metrics import MAIN_METRIC, confusion, format_report
 from lsllm.model.build import load_tokenizer
 from lsllm.model.sources import resolve_source
-from lsllm.prompt_predict import prompt_autocast, save_prompt_run
+from lsllm.prompt_predict import prompt_autocast, save_prompt_run, score_outputs
 from lsllm.prompting import (PromptConfig, few_shot_examples, load_prompt_config, parse_label_names,
                              predict_zero_shot)
 from lsllm.report import plot_confusion, write_json_atomic, write_text_atomic
@@ -57,10 +57,7 @@ def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
         with prompt_autocast(model, config.train.precision):  # bf16 halves CPU time, log-softmax stays fp32
             out = predict_zero_shot(model, tokenizer, examples, splits.labels, prompt, mode=p.mode,
                                     batch_size=config.train.eval_batch_size, shots=shots)
-        if task == "token":
-            scores = token_metrics([e.tags for e in examples], out["predictions"])
-        else:
-            scores = sequence_metrics([e.label for e in examples], out["predictions"], splits.labels.names)
+        scores = score_outputs(task, examples, out, splits.labels)
         metrics[name] = {**scores, "invalid": out["invalid"], "seconds": round(time.perf_counter() - start, 1)}
         report.append(f"== {name} ({len(examples)} examples, {out['invalid']} invalid outputs) ==\n"
                       f"{format_report(scores, task)}")
