@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from lsllm.model.build import build_model, export_model, load_model, save_model
+from lsllm.model.build import build_model, compile_blocks, export_model, load_model, save_model
 from lsllm.model.sources import ModelSourceError, resolve_source
 from conftest import DECODER_FAMILIES
 
@@ -172,3 +172,37 @@ def test_default_attention_follows_the_task(tiny_models, family, task, expected)
     model, _ = build_model(str(tiny_models[family]), task, LABELS)
     assert model.spec.bidirectional is expected
     assert model.spec.pooling == ("first" if family == "bert" else "mean" if expected else "last")
+
+
+def test_compiled_blocks_match_eager_and_keep_parameter_names(tiny_models, tmp_path):
+    """`--compile`: same logits and gradients as eager (padding still masked, attention still
+    bidirectional), and a saved model keeps its parameter names."""
+    model, tok = build_model(str(tiny_models["llama"]), "token", LABELS, bidirectional=True)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    model.dropout.p = 0.0
+    names = [n for n, _ in model.named_parameters()]
+    ids, mask = _batch(tok)
+    labels = torch.where(mask.bool(), 1, -100)
+
+    def loss_and_grads():
+        model.zero_grad()
+        out = model.train()(ids, mask, labels=labels)
+        out.loss.backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    for m in model.modules():  # LoRA dropout off, so both passes see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    eager_logits, eager_grads = loss_and_grads()
+    assert compile_blocks(model) == 2
+    assert [n for n, _ in model.named_parameters()] == names
+    compiled_logits, compiled_grads = loss_and_grads()
+    real = mask.bool()
+    torch.testing.assert_close(compiled_logits[real], eager_logits[real], rtol=1e-4, atol=1e-5)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-3, atol=1e-5)
+    save_model(model, tok, tmp_path / "m")
+    reloaded, _ = load_model(tmp_path / "m")
+    torch.testing.assert_close(_logits(reloaded, ids, mask)[real], eager_logits[real], rtol=1e-4, atol=1e-5)

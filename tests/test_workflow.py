@@ -2,6 +2,7 @@
 import csv
 import json
 import random
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -267,3 +268,23 @@ def test_zero_shot_ner_run_predicts_tags_from_its_folder(tiny_models, tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
     assert row["tokens"] == ["john", "in", "paris", "."] and len(row["tags"]) == 4 and "raw" in row
+
+
+def test_compiled_training_follows_the_eager_run(tiny_models, seq_data, tmp_path):
+    """`--compile` changes speed, not what is trained: same seed, same losses (dropout off, since
+    compiled and eager dropout draw different random masks)."""
+    train_path, dev, _ = seq_data
+    logs = []
+    for compiled in (False, True):
+        c = RunConfig()
+        c.data.train, c.data.validation = str(train_path), str(dev)
+        c.model.model, c.model.task = str(tiny_models["llama"]), "seq"
+        c.model.dropout, c.model.lora_dropout = 0.0, 0.0
+        c.train.max_steps, c.train.eval_every, c.train.log_every, c.train.lr = 6, 3, 1, 3e-3
+        c.train.precision, c.train.compile = "fp32", compiled
+        c.output = str(tmp_path / f"run{compiled}")
+        train(c, progress=False)
+        logs.append([json.loads(line) for line in (Path(c.output) / "log.jsonl").read_text().splitlines()])
+    eager, compiled = ([r["loss"] for r in log if r["type"] in ("train", "eval")] for log in logs)
+    assert len(eager) == len(compiled) == 8
+    assert compiled == pytest.approx(eager, rel=1e-3)

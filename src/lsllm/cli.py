@@ -54,7 +54,8 @@ def train(
     tag_column: Optional[str] = typer.Option(None, help="CoNLL tag column (default last)."),
     labels: Optional[str] = typer.Option(None, help="Comma-separated label names, in order."),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--causal",
-                                                 help="LS-un (unmasked, default) or LS (causal)."),
+                                                 help="LS-un (unmasked) or LS (causal); default by task: "
+                                                      "LS-un for token tasks, LS for sequence tasks."),
     pooling: Optional[str] = typer.Option(None, help="last, mean, max or first."),
     pool_over: Optional[str] = typer.Option(None, help="Pool hidden states (hidden) or per-token logits."),
     lora: Optional[str] = typer.Option(None, help="paper, all-linear or none (full fine-tuning)."),
@@ -70,7 +71,9 @@ def train(
     class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights"),
     precision: Optional[str] = typer.Option(None, help="auto, bf16 or fp32."),
     seed: Optional[int] = typer.Option(None),
-    method: Optional[str] = typer.Option(None, help="ls (default), zero-shot or few-shot (prompting baselines)."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                           help="torch.compile each block: pays on long runs only."),
+    method: Optional[str] = typer.Option(None, help="ls (default), zero-shot, few-shot or instruct (baselines)."),
     k_shot: Optional[int] = typer.Option(None, help="Few-shot examples per prompt (default 4)."),
     label_names: Optional[str] = typer.Option(None, help="Prompt names for labels: 0=bearish,1=bullish."),
     prompt_file: Optional[str] = typer.Option(None, help="YAML prompt settings (template, label_names, ...)."),
@@ -94,7 +97,7 @@ def train(
                           lora=lora, lora_rank=lora_rank),
             "train": dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                           eval_every=eval_every, early_stopping=early_stopping, class_weights=class_weights,
-                          precision=precision, seed=seed),
+                          precision=precision, seed=seed, compile=compile),
             "prompt": dict(k_shot=k_shot, label_names=label_names, file=prompt_file, mode=prompt_mode),
         }
         for section, values in overrides.items():

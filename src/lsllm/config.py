@@ -84,6 +84,9 @@ class TrainConfig:
     """auto (bf16 where the hardware has it), bf16 or fp32."""
     log_every: int = 10
     eval_batch_size: int = 32
+    compile: bool = False
+    """Compile each transformer block (torch.compile): faster steps after a one-off compile of about a
+    minute on 2 CPU cores, so it pays on long runs only (benchmarks/RESULTS.md, issue 4)."""
 
 
 @dataclass

@@ -29,7 +29,7 @@ from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import autocast, autocast_dtype, predict_examples
 from lsllm.metrics import MAIN_METRIC
-from lsllm.model.build import build_model, save_model
+from lsllm.model.build import build_model, compile_blocks, save_model
 from lsllm.predict import load_for_inference
 from lsllm.report import write_json_atomic, write_text_atomic
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -111,6 +111,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         max_length=config.data.max_length, label_all_subtokens=config.data.label_all_subtokens,
         attn_implementation=m.attn_implementation, seed=t.seed,
         frozen_dtype=autocast_dtype(t.precision, accelerator.device))
+    if t.compile:
+        compile_blocks(model)
     if t.class_weights and m.task == "seq":
         model.class_weights = _class_weights(splits.train, splits.labels)
     # Tokenize once; every epoch reuses these features.
