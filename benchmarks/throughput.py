@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Throughput of the LS-LLaMA reference recipe against lsllm's defaults, side by side, on SmolLM2-135M.
 
-    python benchmarks/throughput.py [--quick] [--steps N] [--accuracy] [--workloads NAME ...] [--out FILE.json]
+    python benchmarks/throughput.py [--quick] [--steps N] [--accuracy] [--profile DIR] [--workloads NAME ...]
+                                    [--out FILE.json]
 
 Training variants (each runs in its own spawned process, so its peak memory is its own):
   reference  the original LS-LLaMA recipe on current transformers: every row padded/truncated to 64
@@ -23,6 +24,8 @@ SST-2 dev sentences.
 
 --accuracy (ignored with --quick): both variants also train on 1,600 examples (200 steps) and
 score a fixed validation sample, a guard that the faster default doesn't learn worse.
+--profile DIR: torch.profiler over lsllm's training step per workload; self CPU time by operator family
+(matmul, attention, optimizer, casts, element-wise) and the top operators, in DIR/profile_<workload>.txt.
 Data comes from ../shared/data (see its README); a missing data set is skipped with a message.
 """
 from __future__ import annotations
@@ -106,6 +109,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--accuracy", action="store_true", help="also train 200 steps and score validation (slow)")
     p.add_argument("--workloads", nargs="*", choices=[w.name for w in WORKLOADS],
                    help="training workloads to run (default: all; none: prediction only)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="also profile lsllm's training step per workload (torch.profiler) into DIR")
+    p.add_argument("--no-timing", action="store_true",
+                   help="skip the timed training runs (with --accuracy / --profile: only those)")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"benchmark data folder (default {DEFAULT_DATA})")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
@@ -246,6 +253,7 @@ def train_variant(job: dict) -> dict:
         step(batch)
     seconds = time.perf_counter() - start
     result = {"workload": workload.name, "variant": variant, "steps": len(batches) - job["warmup"],
+              "warmup_steps": job["warmup"],
               "seconds": seconds, "real_tokens": real, "padded_tokens": padded,
               "flops_per_padded_token": flops / flop_tokens, "compute_dtype": str(dtype or torch.float32),
               "lora": model.spec.lora, "pooling": model.spec.pooling, "max_length": recipe["max_length"],
@@ -438,30 +446,104 @@ def measure_training(args, workload: Workload, sample: dict, peaks: dict, accura
 
 
 # ---------------------------------------------------------------------------------------------
+# profile: where a training step's time goes (runs inside a worker process)
+
+# Operator families by torch.profiler name; first match wins, the rest is "other".
+OP_FAMILIES = [
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_weight_int")),
+    ("attention (softmax, SDPA)", ("aten::_softmax", "aten::_scaled_dot", "aten::_flash", "aten::_efficient",
+                                   "aten::_softmax_backward")),
+    ("optimizer (AdamW, clipping)", ("aten::_foreach", "Optimizer.", "aten::_fused_adam", "aten::norm",
+                                     "aten::linalg_vector_norm", "aten::clamp")),
+    ("casts and copies", ("aten::copy_", "aten::_to_copy", "aten::to", "aten::clone", "aten::contiguous",
+                          "aten::cat", "aten::index")),
+    ("element-wise (LoRA scale/add, norms, activations)", ("aten::mul", "aten::add", "aten::silu", "aten::rsqrt",
+                                                          "aten::pow", "aten::mean", "aten::div", "aten::neg",
+                                                          "aten::sub", "aten::sum", "aten::fill_", "aten::zero_",
+                                                          "aten::native_dropout", "aten::where", "aten::exp",
+                                                          "aten::sigmoid", "aten::threshold")),
+]
+
+
+def profile_variant(job: dict) -> dict:
+    """Profile lsllm's training step: self CPU time per operator family, and the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = worker_setup()
+    workload, labels = job["workload"], LabelSet(job["labels"])
+    model, tokenizer, recipe = build_variant("lsllm", workload, labels.names, device)
+    get_batch, batches = batch_plan("lsllm", workload, job["examples"], tokenizer, labels, job["seed"])
+    batches = batches[:job["warmup"] + job["steps"]]
+    step = make_train_step(model, recipe, len(batches), device, autocast_dtype(recipe["precision"], device))
+    for ids in batches[:job["warmup"]]:
+        step(get_batch(ids))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for ids in batches[job["warmup"]:]:
+            step(get_batch(ids))
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    families: dict[str, float] = {}
+    for e in events:
+        family = next((name for name, prefixes in OP_FAMILIES if e.key.startswith(prefixes)), "other")
+        families[family] = families.get(family, 0.0) + e.self_cpu_time_total / total
+    return {"workload": workload.name, "steps": len(batches) - job["warmup"], "wall_s": wall,
+            "families": dict(sorted(families.items(), key=lambda kv: -kv[1])),
+            "calls_per_step": sum(e.count for e in events) / (len(batches) - job["warmup"]),
+            "table": events.table(sort_by="self_cpu_time_total", row_limit=30)}
+
+
+def measure_profile(args, workload: Workload, sample: dict) -> dict:
+    job = {"workload": workload, "labels": sample["labels"], "examples": sample["throughput"], "seed": args.seed,
+           "warmup": args.warmup, "steps": min(args.steps, 10)}
+    r = in_subprocess(profile_variant, job)
+    args.profile.mkdir(parents=True, exist_ok=True)
+    path = args.profile / f"profile_{workload.name}.txt"
+    shares = "\n".join(f"  {share:6.1%}  {family}" for family, share in r["families"].items())
+    path.write_text(f"lsllm training step, {workload.name}: {r['steps']} profiled steps in {r['wall_s']:.1f} s "
+                    f"({r['calls_per_step']:.0f} operator calls per step)\nself CPU time by operator family:\n"
+                    f"{shares}\n\n{r['table']}\n")
+    print(f"profile     {workload.name}: {r['wall_s'] / r['steps']:.2f} s/step, "
+          f"{r['calls_per_step']:.0f} op calls/step; "
+          + ", ".join(f"{family.split(' (')[0]} {share:.0%}" for family, share in r["families"].items())
+          + f" -> {path}", flush=True)
+    del r["table"]
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
 # report
 
 
 def markdown_table(training: list[dict], prediction: dict | None, accuracy: list[dict]) -> str:
-    """One table; the baseline is the reference recipe for training rows and the pipeline for prediction."""
-    metric = {(r["workload"], r["variant"]): f"{r['metric_name']} {r['metric']:.4f}" for r in accuracy}
-    lines = ["| workload | variant | real tok/s | x baseline | pad % | peak RSS MiB (after load) | MFU % "
-             "| accuracy guard |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    """Speed table (baseline: the reference recipe for training rows, the pipeline for prediction), then
+    the accuracy guard's table when it ran."""
+    lines = []
+    if training or prediction:
+        lines += ["| workload | variant | real tok/s | x baseline | pad % | peak RSS MiB (after load) | MFU % |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
     for r in training:
         gpu = f" (GPU {r['cuda_peak_mib']:.0f})" if "cuda_peak_mib" in r else ""
         dtype = r["compute_dtype"].replace("torch.", "")
         compiled = f"; compiling took {r['compile_seconds']:.0f} s" if r.get("compile_seconds") else ""
         lines.append(f"| train {r['workload']} | {r['variant']} ({dtype}{compiled}) | "
                      f"{r['tokens_per_s']:.0f} | {r['ratio']:.2f} | {r['pad_fraction']:.0%} | "
-                     f"{r['peak_rss_mib']:.0f} ({r['peak_rss_after_load_mib']:.0f}){gpu} | {r['mfu']:.1%} | "
-                     f"{metric.get((r['workload'], r['variant']), '-')} |")
+                     f"{r['peak_rss_mib']:.0f} ({r['peak_rss_after_load_mib']:.0f}){gpu} | {r['mfu']:.1%} |")
     if prediction:
         for key, ratio in (("pipeline", 1.0), ("lsllm", prediction["ratio"])):
             r = prediction[key]
             gpu = f" (GPU {r['cuda_peak_mib']:.0f})" if "cuda_peak_mib" in r else ""
             lines.append(f"| predict sst2-dev | {r['runner']} ({r['compute_dtype'].replace('torch.', '')}, "
                          f"batch {r['batch_size']}) | {r['tokens_per_s']:.0f} | {ratio:.2f} | - | "
-                         f"{r['peak_rss_mib']:.0f}{gpu} | - | - |")
+                         f"{r['peak_rss_mib']:.0f}{gpu} | - |")
+    if accuracy:
+        lines += ["", f"Accuracy guard: each variant trained on the same {ACCURACY_TRAIN} examples (one epoch, "
+                  f"batch {BATCH}), scored on the same {ACCURACY_EVAL} validation examples.", "",
+                  "| workload | variant | steps | validation metric |", "|---|---|---:|---|"]
+        lines += [f"| {r['workload']} | {r['variant']} | {r['steps'] + r['warmup_steps']} | "
+                  f"{r['metric_name']} {r['metric']:.4f} |" for r in accuracy]
     return "\n".join(lines)
 
 
@@ -483,14 +565,17 @@ def main() -> None:
           f"{', quick' if args.quick else ''}\n", flush=True)
 
     workloads = [w for w in WORKLOADS if args.workloads is None or w.name in args.workloads]
-    training, accuracy = [], []
+    training, accuracy, profiles = [], [], []
     for workload in workloads:
         sample = load_samples(args, workload)
         if sample is None:
             continue
-        training += measure_training(args, workload, sample, peaks, accuracy=False)
+        if not args.no_timing:
+            training += measure_training(args, workload, sample, peaks, accuracy=False)
         if args.accuracy:
             accuracy += measure_training(args, workload, sample, peaks, accuracy=True)
+        if args.profile:
+            profiles.append(measure_profile(args, workload, sample))
     prediction = None if args.no_predict else measure_prediction(args)
     if args.quick:
         print("accuracy guard skipped (--quick)")
@@ -500,7 +585,7 @@ def main() -> None:
                   "settings": {"steps": args.steps, "warmup": args.warmup, "quick": args.quick, "seed": args.seed,
                                "reference": REFERENCE, "lsllm": lsllm_recipe()},
                   "workloads": [asdict(w) for w in workloads], "training": training, "prediction": prediction,
-                  "accuracy": accuracy}
+                  "accuracy": accuracy, "profiles": profiles}
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"wrote {args.out}")
     print()
