@@ -288,3 +288,12 @@ def test_compiled_training_follows_the_eager_run(tiny_models, seq_data, tmp_path
     eager, compiled = ([r["loss"] for r in log if r["type"] in ("train", "eval")] for log in logs)
     assert len(eager) == len(compiled) == 8
     assert compiled == pytest.approx(eager, rel=1e-3)
+
+
+def test_compile_is_refused_for_prompting_methods(tiny_models, seq_data, tmp_path):
+    train_path, dev, _ = seq_data
+    result = runner.invoke(app, ["train", "--method", "instruct", "--compile", "--model", str(tiny_models["llama"]),
+                                 "--train", str(train_path), "--output", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert "--compile applies to label-supervised runs" in result.output
+    assert not (tmp_path / "r").exists()

@@ -147,6 +147,8 @@ class RunConfig:
             problems.append("max_length must be at least 8")
         if self.method not in METHODS:
             problems.append(f"method {self.method!r} must be one of {', '.join(METHODS)}")
+        if self.train.compile and self.method != "ls":
+            problems.append(f"--compile applies to label-supervised runs (--method ls), not {self.method}")
         if self.prompt.mode not in ("score", "generate"):
             problems.append(f"prompt mode {self.prompt.mode!r} must be score or generate")
         for path in (self.data.train, self.data.validation, self.data.test):
