@@ -377,7 +377,11 @@ def predict_lsllm(folder: str, texts: list[str]) -> dict:
     start = time.perf_counter()
     result = infer(model, features, tokenizer.pad_token_id, batch_size)
     seconds = time.perf_counter() - start
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS)
+    with counter:  # a second, untimed pass counts the matmul FLOPs the timed one ran
+        infer(model, features, tokenizer.pad_token_id, batch_size)
     return {"runner": "lsllm infer", "seconds": seconds, "real_tokens": sum(len(f.input_ids) for f in features),
+            "flops": counter.get_total_flops(),
             "batch_size": batch_size, "compute_dtype": str(autocast_dtype("auto", device) or torch.float32),
             "predictions": [int(s.argmax()) for s in result.scores]} | worker_memory(device)
 
@@ -391,14 +395,17 @@ def predict_pipeline(folder: str, texts: list[str]) -> dict:
     start = time.perf_counter()
     outputs = pipe(texts)
     seconds = time.perf_counter() - start
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS)
+    with counter:  # a second, untimed pass counts the matmul FLOPs the timed one ran
+        pipe(texts)
     label2id = pipe.model.config.label2id
-    return {"runner": "transformers pipeline", "seconds": seconds,
+    return {"runner": "transformers pipeline", "seconds": seconds, "flops": counter.get_total_flops(),
             "real_tokens": sum(len(ids) for ids in pipe.tokenizer(texts)["input_ids"]), "batch_size": BATCH,
             "compute_dtype": str(pipe.model.dtype),
             "predictions": [int(label2id[o["label"]]) for o in outputs]} | worker_memory(device)
 
 
-def measure_prediction(args) -> dict | None:
+def measure_prediction(args, peaks: dict) -> dict | None:
     dev = args.data / "sst2" / "dev.tsv"
     if not dev.is_file():
         print(f"skipping prediction: {dev} not found")
@@ -411,6 +418,8 @@ def measure_prediction(args) -> dict | None:
         merged = str(Path(tmp) / "merged")
         pipe = in_subprocess(predict_pipeline, merged, texts)
         ours = in_subprocess(predict_lsllm, merged, texts)
+    for r in (pipe, ours):
+        r["mfu"] = r["flops"] / r["seconds"] / peaks["bfloat16" if "bfloat16" in r["compute_dtype"] else "float32"]
     agree = sum(a == b for a, b in zip(ours.pop("predictions"), pipe.pop("predictions"))) / len(texts)
     for r in (pipe, ours):
         r["tokens_per_s"] = r["real_tokens"] / r["seconds"]
@@ -535,9 +544,10 @@ def markdown_table(training: list[dict], prediction: dict | None, accuracy: list
         for key, ratio in (("pipeline", 1.0), ("lsllm", prediction["ratio"])):
             r = prediction[key]
             gpu = f" (GPU {r['cuda_peak_mib']:.0f})" if "cuda_peak_mib" in r else ""
+            mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"
             lines.append(f"| predict sst2-dev | {r['runner']} ({r['compute_dtype'].replace('torch.', '')}, "
                          f"batch {r['batch_size']}) | {r['tokens_per_s']:.0f} | {ratio:.2f} | - | "
-                         f"{r['peak_rss_mib']:.0f}{gpu} | - |")
+                         f"{r['peak_rss_mib']:.0f}{gpu} | {mfu} |")
     if accuracy:
         lines += ["", f"Accuracy guard: each variant trained on the same {ACCURACY_TRAIN} examples (one epoch, "
                   f"batch {BATCH}), scored on the same {ACCURACY_EVAL} validation examples.", "",
@@ -576,7 +586,7 @@ def main() -> None:
             accuracy += measure_training(args, workload, sample, peaks, accuracy=True)
         if args.profile:
             profiles.append(measure_profile(args, workload, sample))
-    prediction = None if args.no_predict else measure_prediction(args)
+    prediction = None if args.no_predict else measure_prediction(args, peaks)
     if args.quick:
         print("accuracy guard skipped (--quick)")
 
