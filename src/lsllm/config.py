@@ -85,8 +85,8 @@ class TrainConfig:
     log_every: int = 10
     eval_batch_size: int = 32
     compile: bool = False
-    """Compile each transformer block (torch.compile): faster steps after a one-off compile of about a
-    minute on 2 CPU cores, so it pays on long runs only (benchmarks/RESULTS.md, issue 4)."""
+    """Experimental: compile each transformer block (torch.compile). Measured +19% on SST-2 but 2x slower
+    on CoNLL-2003 on a 2-core CPU, after ~1.5 min of compiling (benchmarks/RESULTS.md, section 2)."""
 
 
 @dataclass
