@@ -72,7 +72,7 @@ def train(
     precision: Optional[str] = typer.Option(None, help="auto, bf16 or fp32."),
     seed: Optional[int] = typer.Option(None),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
-                                           help="Experimental: torch.compile each block (see RESULTS.md)."),
+                                           help="torch.compile each block: faster steps after a one-off compile."),
     method: Optional[str] = typer.Option(None, help="ls (default), zero-shot, few-shot or instruct (baselines)."),
     k_shot: Optional[int] = typer.Option(None, help="Few-shot examples per prompt (default 4)."),
     label_names: Optional[str] = typer.Option(None, help="Prompt names for labels: 0=bearish,1=bullish."),
