@@ -381,13 +381,19 @@ def predict_lsllm(folder: str, texts: list[str]) -> dict:
     start = time.perf_counter()
     result = infer(model, features, tokenizer.pad_token_id, batch_size)
     seconds = time.perf_counter() - start
-    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS)
-    with counter:  # a second, untimed pass counts the matmul FLOPs the timed one ran
-        infer(model, features, tokenizer.pad_token_id, batch_size)
+    flops = untimed_flops(infer, model, features, tokenizer.pad_token_id, batch_size)
     return {"runner": "lsllm infer", "seconds": seconds, "real_tokens": sum(len(f.input_ids) for f in features),
-            "flops": counter.get_total_flops(),
+            "flops": flops,
             "batch_size": batch_size, "compute_dtype": str(autocast_dtype("auto", device) or torch.float32),
             "predictions": [int(s.argmax()) for s in result.scores]} | worker_memory(device)
+
+
+def untimed_flops(fn, *args) -> int:
+    """Matmul FLOPs of fn(*args), run again untimed: counting slows it, so the timed run goes uncounted."""
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS)
+    with counter:
+        fn(*args)
+    return counter.get_total_flops()
 
 
 def predict_pipeline(folder: str, texts: list[str]) -> dict:
@@ -399,11 +405,9 @@ def predict_pipeline(folder: str, texts: list[str]) -> dict:
     start = time.perf_counter()
     outputs = pipe(texts)
     seconds = time.perf_counter() - start
-    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS)
-    with counter:  # a second, untimed pass counts the matmul FLOPs the timed one ran
-        pipe(texts)
+    flops = untimed_flops(pipe, texts)
     label2id = pipe.model.config.label2id
-    return {"runner": "transformers pipeline", "seconds": seconds, "flops": counter.get_total_flops(),
+    return {"runner": "transformers pipeline", "seconds": seconds, "flops": flops,
             "real_tokens": sum(len(ids) for ids in pipe.tokenizer(texts)["input_ids"]), "batch_size": BATCH,
             "compute_dtype": str(pipe.model.dtype),
             "predictions": [int(label2id[o["label"]]) for o in outputs]} | worker_memory(device)
