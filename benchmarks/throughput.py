@@ -58,7 +58,8 @@ from lsllm.data.labels import LabelSet, build_label_set
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import autocast, autocast_dtype, infer, predict_examples
 from lsllm.metrics import MAIN_METRIC
-from lsllm.model.build import build_model, compile_blocks, export_model, save_model
+from lsllm.model.build import build_model, compile_blocks, save_model
+from lsllm.model.export import export_model
 from lsllm.model.sources import resolve_source
 
 MODEL = "smollm2-135m"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from lsllm.model.build import build_model, compile_blocks, export_model, load_model, save_model
+from lsllm.model.build import build_model, compile_blocks, load_model, save_model
+from lsllm.model.export import export_model
 from lsllm.model.sources import ModelSourceError, resolve_source
 from conftest import DECODER_FAMILIES
 

@@ -18,14 +18,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "RunConfig": "lsllm.config", "train": "lsllm.training.loop", "Predictor": "lsllm.predict", "evaluate_run": "lsllm.api", "run_demo": "lsllm.api",
     "build_model": "lsllm.model.build", "load_model": "lsllm.model.build", "save_model": "lsllm.model.build",
-    "export_model": "lsllm.model.build",
+    "export_model": "lsllm.model.export",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from lsllm.api import evaluate_run, run_demo
     from lsllm.config import RunConfig
-    from lsllm.model.build import build_model, export_model, load_model, save_model
+    from lsllm.model.build import build_model, load_model, save_model
+    from lsllm.model.export import export_model
     from lsllm.predict import Predictor
     from lsllm.training.loop import train
 

@@ -1,11 +1,9 @@
-"""Training-curve / confusion-matrix figures and atomic file writes."""
+"""Training-curve / confusion-matrix figures (atomic file writes live in lsllm.files)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,81 +12,16 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never needs a display, safe in training jobs
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-# --------------------------------------------------------------------------
-# Atomic writes: temp file in the target folder, then os.replace, so readers
-# (and a killed process) only ever see the old file or the complete new one.
-# --------------------------------------------------------------------------
-
-def _temp_in_same_dir(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-
-
-def _finish_replace(tmp: str, path: Path) -> None:
-    # mkstemp creates 0600 files; give the result the usual umask-based mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` (UTF-8, newlines verbatim) to `path` atomically."""
-    path = Path(path)
-    fd, tmp = _temp_in_same_dir(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        _finish_replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
-
-def json_default(obj: Any) -> Any:
-    """`json.dumps` fallback for numpy scalars/arrays and paths."""
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars (and torch tensors)
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Pretty JSON (indent=2, key order kept, non-ASCII kept) written atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=json_default)
-    write_text_atomic(path, text + "\n")
+from lsllm.files import json_default, write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402,F401
 
 
 def save_figure_atomic(fig: "plt.Figure", path: str | os.PathLike) -> None:
     """Save `fig` atomically (format from the extension, PNG if none) and close it."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
     try:
-        fd, tmp = _temp_in_same_dir(path, suffix=f".tmp.{fmt}")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight")
-                f.flush()
-                os.fsync(f.fileno())
-            _finish_replace(tmp, path)
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
+        write_bytes_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 # --------------------------------------------------------------------------

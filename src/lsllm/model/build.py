@@ -1,4 +1,4 @@
-"""Build, save, load and export LS models. Every folder written here loads with `from_pretrained`.
+"""Build, save and load LS models. Every folder written here loads with `from_pretrained`.
 
 Model folder layout (`save_model`):
     lsllm.json            ModelSpec: task, labels, pooling, bidirectional, base model, LoRA settings
@@ -6,31 +6,27 @@ Model folder layout (`save_model`):
     backbone/             instead of adapter/ for full fine-tuning: a plain AutoModel folder
     head.safetensors      the `score` head
     tokenizer files
-Merged export (`export_model(merge=True)`): a plain transformers folder; for decoders with `last`
-pooling or token tasks it is an `AutoModelFor{Sequence,Token}Classification` checkpoint.
+Exports (copies and merged folders) are written by `lsllm.model.export`.
 """
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import (AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+from transformers import (AutoConfig, AutoModel,
                           AutoTokenizer, PreTrainedTokenizerBase)
-from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-                                                   MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
-                                                   MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES)
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from lsllm.errors import ConfigError, ModelSourceError
+from lsllm.files import atomic_folder
 from lsllm.model.attention import AttentionModeError, check_attention, set_attention_mode
 from lsllm.model.classifier import LSModel
 from lsllm.model.lora import apply_lora, load_lora, resolve_lora
 from lsllm.model.pooling import default_bidirectional, default_pooling
-from lsllm.model.sources import resolve_source
+from lsllm.model.sources import check_model_folder, loading, portable_source, resolve_recorded, resolve_source
 from lsllm.model.spec import SPEC_FILE, ModelSpec
 
 HEAD_FILE = "head.safetensors"
@@ -43,11 +39,13 @@ def is_encoder(config) -> bool:
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The model's tokenizer, with a pad token (decoders often have none) and right padding."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with loading(path, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.sep_token
         if fallback is None:
-            raise ValueError(f"tokenizer of {path} has no pad, eos, unk or sep token to pad with")
+            raise ModelSourceError(f"tokenizer of {path} has no pad, eos, unk or sep token to pad with; "
+                                   "add a pad token to its tokenizer_config.json")
         tokenizer.pad_token = fallback
     # Right padding never leaves a causal query row with nothing to attend to.
     tokenizer.padding_side = "right"
@@ -76,13 +74,17 @@ def resolve_attention(attn_implementation: str) -> str:
 
 def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "auto",
                   dtype: torch.dtype = torch.float32, check: bool = True):
-    """`AutoModel` (no LM head) with the requested attention, proved by `check_attention`."""
-    config = AutoConfig.from_pretrained(path)
+    """`AutoModel` (no LM head) with the requested attention, proved by `check_attention`.
+    Weights load from safetensors only: a pickled checkpoint can run code when loaded."""
+    if Path(path).is_dir():
+        check_model_folder(Path(path))
+    with loading(path):
+        config = AutoConfig.from_pretrained(path)
     encoder = is_encoder(config)
     if encoder and not bidirectional:
-        raise ValueError(f"{config.model_type} is an encoder: its attention is always bidirectional; drop --causal")
-    with _quiet_transformers():
-        backbone = AutoModel.from_pretrained(path, dtype=dtype,
+        raise ConfigError(f"{config.model_type} is an encoder: its attention is always bidirectional; drop --causal")
+    with _quiet_transformers(), loading(path):
+        backbone = AutoModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                              attn_implementation=resolve_attention(attn_implementation))
     # A classifier never generates: no KV cache per forward (it costs a concatenation per layer and
     # makes torch.compile recompile for every layer index).
@@ -117,7 +119,8 @@ def build_model(base_model: str, task: str, labels: list[str], *, bidirectional:
     settings = resolve_lora(backbone, lora, lora_rank, lora_alpha, lora_dropout, lora_targets)
     if settings and frozen_dtype is not None:
         backbone.to(frozen_dtype)  # after the attention probe, which runs in float32
-    spec = ModelSpec(task=task, labels=list(labels), base_model=base_model, bidirectional=bidirectional,
+    spec = ModelSpec(task=task, labels=list(labels), base_model=portable_source(base_model),
+                     bidirectional=bidirectional,
                      pooling=pooling or default_pooling(bidirectional, encoder), pool_over=pool_over,
                      encoder=encoder, dropout=dropout, max_length=max_length,
                      label_all_subtokens=label_all_subtokens, lora=settings, lsllm_version=__version__)
@@ -151,7 +154,7 @@ def compile_blocks(model: torch.nn.Module) -> int:
 def save_model(model: LSModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
     """Write the model folder atomically (a temp folder renamed into place)."""
     folder = Path(folder)
-    with _atomic_folder(folder) as tmp:
+    with atomic_folder(folder, replace=True) as tmp:  # the run's own model/ (best step so far)
         if model.spec.lora:
             model.backbone.save_pretrained(tmp / "adapter")
         else:
@@ -171,19 +174,31 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
     """
     folder = Path(folder)
     spec = ModelSpec.load(folder)
+    if spec.lora and not (folder / "adapter").is_dir():
+        raise ModelSourceError(f"{folder} has no adapter/ folder, but its {SPEC_FILE} says it was trained with "
+                               "LoRA; the model folder is incomplete: copy it again")
+    head = _read_head(folder)  # before the weights load: a missing head fails in a second, not a minute
     tokenizer = load_tokenizer(str(folder))
     if (folder / "adapter").is_dir():
-        backbone, _ = load_backbone(resolve_source(spec.base_model), spec.bidirectional, attn_implementation)
+        # The base model as training recorded it (an absolute path for local ones, see portable_source).
+        base = resolve_recorded(spec.base_model, folder / SPEC_FILE)
+        backbone, _ = load_backbone(base, spec.bidirectional, attn_implementation)
         if frozen_dtype is not None and not merge:
             backbone.to(frozen_dtype)
-        backbone = load_lora(backbone, str(folder / "adapter"))
+        backbone = load_lora(backbone, folder / "adapter")
     else:
         source = folder / "backbone" if (folder / "backbone").is_dir() else folder
         backbone, _ = load_backbone(str(source), spec.bidirectional, attn_implementation)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     hidden = (backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).config.hidden_size
     model = LSModel(backbone, spec, hidden)
-    model.score.load_state_dict(_read_head(folder))
+    try:
+        model.score.load_state_dict(head)
+    except RuntimeError as err:  # shape mismatch: labels or base model edited in lsllm.json
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise ModelSourceError(f"the classification head in {folder} does not fit its {SPEC_FILE} "
+                               f"({spec.num_labels} labels, hidden size {hidden}): {detail}; "
+                               "restore the folder from a copy") from None
     if merge and spec.lora:
         model.backbone = model.backbone.merge_and_unload()
     return model.eval(), tokenizer
@@ -191,78 +206,17 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
 
 def _read_head(folder: Path) -> dict[str, torch.Tensor]:
     if (folder / HEAD_FILE).is_file():
-        return load_file(folder / HEAD_FILE)
+        with loading(folder / HEAD_FILE, "classification head"):
+            return load_file(folder / HEAD_FILE)
     # A merged AutoModelFor*Classification export keeps the head as `score.*` inside its weights.
     head = {}
     for shard in folder.glob("*.safetensors"):
-        head.update({k.split(".", 1)[1]: v for k, v in load_file(shard).items() if k.startswith("score.")})
+        with loading(shard, "classification head"):
+            head.update({k.split(".", 1)[1]: v for k, v in load_file(shard).items() if k.startswith("score.")})
     if not head:
-        raise FileNotFoundError(f"no classification head in {folder}")
+        raise ModelSourceError(f"no classification head in {folder} (no {HEAD_FILE}, no score.* weights); the "
+                               "model folder is incomplete: copy it again or export it again")
     return head
 
 
-def exportable_as_auto_class(spec: ModelSpec, model_type: str) -> bool:
-    """transformers' own heads pool the last real token (sequence) or keep every position (token)."""
-    if spec.encoder:
-        return False
-    mapping = (MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES if spec.task == "token"
-               else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
-    if model_type not in mapping:
-        return False
-    return spec.task == "token" or spec.pooling == "last"
-
-
-def export_model(run_model_dir: Path, output: Path, merge: bool = False) -> Path:
-    """Copy a model folder, or merge LoRA into a plain transformers folder (see module docstring)."""
-    run_model_dir, output = Path(run_model_dir), Path(output)
-    if not merge:
-        with _atomic_folder(output) as tmp:
-            shutil.copytree(run_model_dir, tmp, dirs_exist_ok=True)
-        return output
-    model, tokenizer = load_model(run_model_dir)
-    spec = model.spec
-    backbone = model.backbone.merge_and_unload() if spec.lora else model.backbone
-    config = backbone.config
-    with _atomic_folder(output) as tmp:
-        if exportable_as_auto_class(spec, config.model_type):
-            auto = AutoModelForTokenClassification if spec.task == "token" else AutoModelForSequenceClassification
-            config.num_labels = spec.num_labels
-            config.id2label = dict(enumerate(spec.labels))
-            config.label2id = {name: i for i, name in enumerate(spec.labels)}
-            with _quiet_transformers():
-                head_model = auto.from_config(config)
-            getattr(head_model, head_model.base_model_prefix).load_state_dict(backbone.state_dict())
-            head_model.score.load_state_dict(model.score.state_dict())
-            head_model.config.is_causal = not spec.bidirectional
-            head_model.save_pretrained(tmp)
-        else:
-            backbone.save_pretrained(tmp)
-            save_file({k: v.contiguous() for k, v in model.score.state_dict().items()}, tmp / HEAD_FILE)
-        tokenizer.save_pretrained(tmp)
-        spec.merged = True
-        spec.lora = {}
-        spec.save(tmp)
-    return output
-
-
-@contextmanager
-def _atomic_folder(folder: Path):
-    """Yield a temp folder beside `folder`; on success it replaces `folder`, on error it vanishes."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-    try:
-        yield tmp
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-__all__ = ["build_model", "save_model", "load_model", "export_model", "load_tokenizer", "AttentionModeError",
-           "SPEC_FILE"]
+__all__ = ["build_model", "save_model", "load_model", "load_tokenizer", "AttentionModeError", "SPEC_FILE"]
