@@ -61,7 +61,8 @@ def test_seq_train_eval_predict_export_reload(tiny_models, seq_data, tmp_path):
     assert "validation: accuracy" in result.output
     assert sorted(p.name for p in run.iterdir()) == sorted([
         "config.yaml", "model", "metrics.json", "report.txt", "log.jsonl", "curves.png", "confusion.png",
-        "labels.txt", "best_validation.json", "validation_predictions.jsonl", "test_predictions.jsonl"])
+        "labels.txt", "best_validation.json", "validation_predictions.jsonl", "test_predictions.jsonl",
+        "run_inputs.json"])
     assert not (tmp_path / "run.incomplete").exists()
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["validation"]) >= {"accuracy", "macro_f1", "per_class", "loss"}

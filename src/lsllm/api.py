@@ -1,34 +1,43 @@
 """Library functions behind `lsllm eval` and `lsllm demo` (training lives in training/loop.py)."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 
-from lsllm.config import RunConfig
+from lsllm.config import ConfigError, RunConfig
 from lsllm.data.labels import LabelSet, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import predict_examples
+from lsllm.files import check_writable
+from lsllm.model.spec import ModelSpec
 from lsllm.predict import model_folder, load_for_inference
 from lsllm.report import write_json_atomic
 
 
 def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **columns) -> tuple[dict, Path]:
-    """Score a trained model on a labelled file; write `<run>/eval_<split_name>.json`; return metrics and path."""
+    """Score a trained model on a labelled file; write `<run>/eval_<split_name>.json`; return metrics and path.
+    The data, labels and output are checked before the model loads."""
     from lsllm.prompt_predict import is_prompt_run
 
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", split_name):
+        raise ConfigError(f"--split-name {split_name!r} must be a plain name (letters, digits, _ . -), "
+                          "since it names the file eval_<name>.json in the run folder")
     if is_prompt_run(run):
         return _evaluate_prompt_run(Path(run), data, split_name, **columns)
     folder = model_folder(run)
-    model, tokenizer = load_for_inference(folder)
-    labels = LabelSet(model.spec.labels)
+    spec = ModelSpec.load(folder)
+    labels = LabelSet(spec.labels)
     columns = {k: v for k, v in columns.items() if v is not None}
-    examples = read_examples(data, model.spec.task, **columns)
+    examples = read_examples(data, spec.task, **columns)
     check_labels(labels, examples, split_name)
-    result = predict_examples(model, tokenizer, examples, labels)
-    metrics = {"task": model.spec.task, "data": str(data), **result.metrics, "loss": result.loss}
     target = Path(run) if folder != Path(run) else folder
     path = target / f"eval_{split_name}.json"
+    check_writable(path)
+    model, tokenizer = load_for_inference(folder)
+    result = predict_examples(model, tokenizer, examples, labels)
+    metrics = {"task": spec.task, "data": str(data), **result.metrics, "loss": result.loss}
     write_json_atomic(path, metrics)
     return metrics, path
 
@@ -36,9 +45,12 @@ def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **
 def _evaluate_prompt_run(run: Path, data, split_name: str, **columns) -> tuple[dict, Path]:
     from lsllm.prompt_predict import PromptPredictor, score_outputs
 
+    from lsllm.prompt_predict import read_prompt_labels, read_prompt_task
+
+    examples = read_examples(data, read_prompt_task(run), **{k: v for k, v in columns.items() if v is not None})
+    check_labels(LabelSet(read_prompt_labels(run)), examples, split_name)
+    check_writable(run / f"eval_{split_name}.json")
     predictor = PromptPredictor(run)
-    examples = read_examples(data, predictor.task, **{k: v for k, v in columns.items() if v is not None})
-    check_labels(predictor.labels, examples, split_name)
     out = predictor.run(examples)
     scores = score_outputs(predictor.task, examples, out, predictor.labels)
     metrics = {"task": predictor.task, "data": str(data), **scores, "invalid": out["invalid"]}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _quiet() -> None:
+    # transformers' own deprecation notices (is_gradient_checkpointing) are not the user's business.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import transformers
@@ -23,19 +27,37 @@ def _quiet() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+def _fail(message: object) -> None:
+    # One line, whatever the message: multi-line errors break log parsers and the README's promise.
+    text = " ".join(str(message).split())
+    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from lsllm.config import ConfigError
-    from lsllm.data.records import DataError
-    from lsllm.model.attention import AttentionModeError
-    from lsllm.model.sources import ModelSourceError
-    from lsllm.training.loop import RunFolderError
+@contextmanager
+def _user_errors():
+    """Every failure a user can cause or fix becomes one `error:` line and exit code 2."""
+    from lsllm.errors import LsllmError
 
-    return (ConfigError, DataError, ModelSourceError, AttentionModeError, RunFolderError, FileNotFoundError)
+    try:
+        yield
+    except LsllmError as err:
+        _fail(err)
+    except OSError as err:  # the disk: read-only, full, missing permission, a file vanished
+        where = f"{err.filename}: " if err.filename else ""
+        _fail(f"{where}{err.strerror or err}")
+    except MemoryError:
+        _fail("out of memory; lower --batch-size or --max-length")
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as err:  # a bug: still one line, with the way to the traceback
+        if os.environ.get("LSLLM_DEBUG"):
+            raise
+        _fail(f"unexpected {type(err).__name__}: {err} (this is a bug in lsllm; rerun with LSLLM_DEBUG=1 "
+              "for the traceback and report it)")
 
 
 @app.command()
@@ -52,6 +74,8 @@ def train(
     label_column: Optional[str] = typer.Option(None, help="Label column (name or index)."),
     token_column: Optional[str] = typer.Option(None, help="CoNLL token column (default first)."),
     tag_column: Optional[str] = typer.Option(None, help="CoNLL tag column (default last)."),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header",
+                                          help="CSV/TSV: the first row is (not) a header (default: detect)."),
     labels: Optional[str] = typer.Option(None, help="Comma-separated label names, in order."),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--causal",
                                                  help="LS-un (unmasked) or LS (causal); default by task: "
@@ -86,12 +110,12 @@ def train(
     from lsllm.config import RunConfig
     from lsllm.training.loop import train as run_training
 
-    try:
+    with _user_errors():
         cfg = RunConfig.from_yaml(config) if config else RunConfig()
         overrides = {
             "data": dict(train=train, validation=validation, test=test, format=format, text_column=text_column,
                          text_pair_column=text_pair_column, label_column=label_column, token_column=token_column,
-                         tag_column=tag_column, max_length=max_length,
+                         tag_column=tag_column, max_length=max_length, header=header,
                          labels=labels.split(",") if labels else None),
             "model": dict(model=model, task=task, bidirectional=bidirectional, pooling=pooling, pool_over=pool_over,
                           lora=lora, lora_rank=lora_rank),
@@ -109,8 +133,6 @@ def train(
         if method:
             cfg.method = method
         result = run_training(cfg, resume=resume)
-    except _user_errors() as err:
-        _fail(err)
     if result.metrics:
         _print_summary(result.metrics)
         typer.echo(f"run folder: {result.run_dir}")
@@ -136,18 +158,17 @@ def eval(
     label_column: Optional[str] = typer.Option(None),
     token_column: Optional[str] = typer.Option(None),
     tag_column: Optional[str] = typer.Option(None),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header", help="CSV/TSV header (default: detect)."),
 ):
     """Score a trained model on a labelled file; print and write metrics."""
     _quiet()
     from lsllm.api import evaluate_run
     from lsllm.metrics import format_report
 
-    try:
+    with _user_errors():
         metrics, path = evaluate_run(run, data, split_name, format=format, text_column=text_column,
                                      text_pair_column=text_pair_column, label_column=label_column,
-                                     token_column=token_column, tag_column=tag_column)
-    except _user_errors() as err:
-        _fail(err)
+                                     token_column=token_column, tag_column=tag_column, header=header)
     typer.echo(format_report(metrics, metrics["task"]))
     typer.echo(f"metrics written to {path}")
 
@@ -162,19 +183,20 @@ def predict(
     text_column: Optional[str] = typer.Option(None),
     text_pair_column: Optional[str] = typer.Option(None),
     token_column: Optional[str] = typer.Option(None),
+    label_column: Optional[str] = typer.Option(None, help="Gold label column to keep beside predictions."),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header", help="CSV/TSV header (default: detect)."),
 ):
     """Predict labels (and probabilities) or tags (and entity spans)."""
     _quiet()
     from lsllm.predict import predict as run_predict
 
-    if (input is None) == (not text):
-        _fail(ValueError("pass exactly one of --input FILE or --text TEXT"))
+    if (input is None) == (text is None or len(text) == 0):
+        _fail("pass exactly one of --input FILE or --text TEXT")
     columns = {k: v for k, v in dict(format=format, text_column=text_column, text_pair_column=text_pair_column,
-                                      token_column=token_column).items() if v is not None}
-    try:
+                                      token_column=token_column, label_column=label_column,
+                                      header=header).items() if v is not None}
+    with _user_errors():
         rows = run_predict(run, texts=list(text) if text else None, input=input, output=output, **columns)
-    except _user_errors() as err:
-        _fail(err)
     if output:
         typer.echo(f"{len(rows)} predictions written to {output}")
     else:
@@ -187,16 +209,15 @@ def export(
     run: Path = typer.Argument(..., help="Run folder or model folder."),
     output: Path = typer.Option(..., "--output", "-o"),
     merge: bool = typer.Option(False, help="Merge LoRA into a plain transformers folder."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is an earlier lsllm export (never other folders)."),
 ):
     """Copy the model, or merge LoRA into a folder that loads with transformers' AutoModelFor* classes."""
     _quiet()
-    from lsllm.model.build import export_model
+    from lsllm.model.export import export_model
     from lsllm.predict import model_folder
 
-    try:
-        out = export_model(model_folder(run), output, merge=merge)
-    except _user_errors() as err:
-        _fail(err)
+    with _user_errors():
+        out = export_model(model_folder(run), output, merge=merge, overwrite=overwrite)
     typer.echo(f"exported to {out}")
 
 
@@ -219,17 +240,40 @@ def demo(
     _quiet()
     from lsllm.api import run_demo
 
-    try:
+    with _user_errors():
         metrics, run = run_demo(output, max_steps=max_steps)
-    except _user_errors() as err:
-        _fail(err)
     _print_summary(metrics)
     typer.echo(f"majority-class baseline: accuracy {metrics['majority_baseline']:.4f}")
     typer.echo(f"run folder: {run}")
 
 
-def main() -> None:  # pragma: no cover
-    app(prog_name="lsllm")
+def _click_exceptions():
+    try:  # typer >= 0.2x carries its own copy of click
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover
+        from click import exceptions
+    return exceptions
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `lsllm` entry point: usage errors too become one `error:` line (exit 2), not a box of help."""
+    exc = _click_exceptions()
+    try:
+        code = app(args=argv, prog_name="lsllm", standalone_mode=False)
+    except exc.NoArgsIsHelpError as err:
+        typer.echo(err.format_message())
+        return 0
+    except exc.UsageError as err:
+        hint = f" (see: {err.ctx.command_path} --help)" if err.ctx is not None else ""
+        typer.secho(f"error: {' '.join(err.format_message().split())}{hint}", fg=typer.colors.RED, err=True)
+        return 2
+    except exc.ClickException as err:
+        typer.secho(f"error: {' '.join(err.format_message().split())}", fg=typer.colors.RED, err=True)
+        return 2
+    except typer.Abort:
+        typer.secho("interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

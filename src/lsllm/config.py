@@ -1,15 +1,18 @@
 """Run configuration: Data, Model and Train dataclasses; YAML in and out; one error for every problem."""
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lsllm.files import is_inside
 
-class ConfigError(ValueError):
-    """Invalid configuration; the message lists every problem found."""
+
+from lsllm.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -123,39 +126,77 @@ class RunConfig:
         return 5e-5 if self.model.lora == "none" else 5e-4
 
     def validate(self) -> None:
+        """Type- and range-check every field, then the combinations; one ConfigError lists every problem."""
+        problems = check_types(self)
+        if not problems:  # ranges are meaningless on values of the wrong type
+            problems = self._check_values()
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+    def _check_values(self) -> list[str]:
+        from lsllm.data.readers.tables import FORMATS  # light: no torch
+
+        d, m, t, p = self.data, self.model, self.train, self.prompt
         problems = []
-        if not self.data.train:
+        if not d.train:
             problems.append("no training data: pass --train FILE")
         if not self.output:
             problems.append("no run folder: pass --output RUN")
-        if self.model.task not in ("seq", "token"):
-            problems.append(f"task {self.model.task!r} must be seq or token")
-        if self.model.pooling not in (None, "last", "mean", "max", "first"):
-            problems.append(f"pooling {self.model.pooling!r} must be last, mean, max or first")
-        if self.model.pool_over not in ("hidden", "logits"):
-            problems.append(f"pool_over {self.model.pool_over!r} must be hidden or logits")
-        if self.model.lora not in ("paper", "all-linear", "none"):
-            problems.append(f"lora {self.model.lora!r} must be paper, all-linear or none")
-        if self.train.precision not in ("auto", "bf16", "fp32"):
-            problems.append(f"precision {self.train.precision!r} must be auto, bf16 or fp32")
-        for name in ("batch_size", "grad_accum", "log_every", "eval_batch_size"):
-            if getattr(self.train, name) < 1:
-                problems.append(f"{name} must be at least 1")
-        if self.train.max_steps is None and self.train.epochs <= 0:
-            problems.append("epochs must be positive")
-        if self.data.max_length < 8:
-            problems.append("max_length must be at least 8")
-        if self.method not in METHODS:
-            problems.append(f"method {self.method!r} must be one of {', '.join(METHODS)}")
-        if self.train.compile and self.method != "ls":
+        choices = [("task", m.task, ("seq", "token")), ("pooling", m.pooling, (None, "last", "mean", "max", "first")),
+                   ("pool_over", m.pool_over, ("hidden", "logits")), ("lora", m.lora, ("paper", "all-linear", "none")),
+                   ("precision", t.precision, ("auto", "bf16", "fp32")), ("method", self.method, METHODS),
+                   ("prompt mode", p.mode, ("score", "generate")), ("format", d.format, (None, *FORMATS))]
+        for name, value, allowed in choices:
+            if value not in allowed:
+                problems.append(f"{name} {value!r} must be one of {', '.join(a for a in allowed if a)}")
+        at_least_one = [("max_steps", t.max_steps), ("batch_size", t.batch_size), ("grad_accum", t.grad_accum),
+                        ("eval_every", t.eval_every), ("early_stopping", t.early_stopping), ("log_every", t.log_every),
+                        ("eval_batch_size", t.eval_batch_size), ("lora_rank", m.lora_rank)]
+        for name, value in at_least_one:
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1, not {value}" + _OFF_HINT.get(name, ""))
+        positive = [("epochs", t.epochs), ("lr", t.lr), ("lora_alpha", m.lora_alpha)]
+        for name, value in positive:
+            if value is not None and not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a positive number, not {value}")
+        fractions = [("dropout", m.dropout, 1), ("lora_dropout", m.lora_dropout, 1), ("warmup_ratio", t.warmup_ratio, 1)]
+        for name, value, top in fractions:
+            if value is not None and not (math.isfinite(value) and 0 <= value < top):
+                problems.append(f"{name} must be in [0, 1), not {value}")
+        for name, value in (("weight_decay", t.weight_decay), ("max_grad_norm", t.max_grad_norm)):
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be zero or a positive number, not {value}")
+        if not 0 <= t.seed < 2**32:
+            problems.append(f"seed must be in [0, 2**32), not {t.seed}")
+        if not 8 <= d.max_length <= 1_000_000:
+            problems.append(f"max_length must be between 8 and 1000000 tokens, not {d.max_length}")
+        if p.k_shot < 0 or (self.method == "few-shot" and p.k_shot < 1):
+            problems.append(f"k_shot must be at least {1 if self.method == 'few-shot' else 0}, not {p.k_shot}")
+        if m.lora_targets is not None and not m.lora_targets:
+            problems.append("lora_targets is an empty list; leave it out to use the preset's targets")
+        if d.labels is not None:
+            dupes = sorted({x for x in d.labels if d.labels.count(x) > 1})
+            if dupes or not d.labels or any(not x.strip() for x in d.labels):
+                problems.append(f"labels {','.join(d.labels)!r} must be distinct, non-empty names")
+        problems += self._check_columns()
+        if t.compile and self.method != "ls":
             problems.append(f"--compile applies to label-supervised runs (--method ls), not {self.method}")
-        if self.prompt.mode not in ("score", "generate"):
-            problems.append(f"prompt mode {self.prompt.mode!r} must be score or generate")
-        for path in (self.data.train, self.data.validation, self.data.test):
+        for name, path in (("train", d.train), ("validation", d.validation), ("test", d.test), ("prompt file", p.file)):
             if path and not Path(path).exists():
-                problems.append(f"data file {path} does not exist")
-        if problems:
-            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+                problems.append(f"{name} file {path} does not exist")
+        if self.output and any(path and Path(path).exists() and is_inside(path, self.output)
+                               for path in (d.train, d.validation, d.test, p.file)):
+            problems.append(f"--output {self.output} holds the data files; choose a new folder for the run")
+        return problems
+
+    def _check_columns(self) -> list[str]:
+        d = self.data
+        wrong = ((("token_column", d.token_column), ("tag_column", d.tag_column)) if self.model.task == "seq" else
+                 (("text_column", d.text_column), ("text_pair_column", d.text_pair_column),
+                  ("label_column", d.label_column)))
+        other = "token" if self.model.task == "seq" else "seq"
+        return [f"--{name.replace('_', '-')} is for --task {other}; this is a --task {self.model.task} run"
+                for name, value in wrong if value is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,21 +210,105 @@ class RunConfig:
         unknown = [k for k in raw if k not in (*sections, "output", "method")]
         kwargs: dict[str, Any] = {k: raw[k] for k in ("output", "method") if k in raw}
         for name, klass in sections.items():
-            values = raw.get(name) or {}
+            values = raw.get(name)
+            if values is None:
+                values = {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: section '{name}' must be a mapping of settings, not "
+                                  f"{type(values).__name__} ({values!r:.60})")
             known = {f.name for f in fields(klass)}
             unknown += [f"{name}.{k}" for k in values if k not in known]
             kwargs[name] = klass(**{k: v for k, v in values.items() if k in known})
         if unknown:
             raise ConfigError(f"{source}: unknown keys {', '.join(unknown)}")
-        return cls(**kwargs)
+        config = cls(**kwargs)
+        problems = check_types(config)
+        if problems:
+            raise ConfigError(f"{source}: invalid values: " + "; ".join(problems))
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
         path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err.reason}); re-save the file as UTF-8") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            where = getattr(err, "problem_mark", None)
+            line = f", line {where.line + 1}" if where is not None else ""
+            raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping with data/model/train sections")
         return cls.from_dict(raw, str(path))
+
+
+_OFF_HINT = {"early_stopping": " (leave it out to train without early stopping)",
+             "eval_every": " (leave it out to validate at each epoch end)",
+             "max_steps": " (leave it out to train for --epochs)"}
+COLUMN_FIELDS = {"text_column", "text_pair_column", "label_column", "token_column", "tag_column"}
+
+
+def check_types(config: RunConfig) -> list[str]:
+    """Coerce every field to its declared type in place (YAML 1.1 reads `1e-4` as a string; a column
+    may be a name or an index); return a problem per value that can't be."""
+    problems = []
+    for name in ("output", "method"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{name} must be a string, not {type(value).__name__} ({value!r:.60})")
+    for section in ("data", "model", "train", "prompt"):
+        obj = getattr(config, section)
+        hints = typing.get_type_hints(type(obj))
+        for f in fields(obj):
+            try:
+                setattr(obj, f.name, _coerce(getattr(obj, f.name), hints[f.name], f.name in COLUMN_FIELDS))
+            except (TypeError, ValueError) as err:
+                problems.append(f"{section}.{f.name}: {err}")
+    return problems
+
+
+def _coerce(value, hint, column: bool = False):
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise TypeError("may not be empty")
+    kinds = [a for a in args if a is not type(None)] or [hint]
+    kind = kinds[0]
+    if typing.get_origin(kind) is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")]
+        if not isinstance(value, list) or any(isinstance(v, (list, dict, bool)) or v is None for v in value):
+            raise TypeError(f"must be a list of names, not {value!r:.60}")
+        return [str(v) for v in value]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"must be true or false, not {value!r:.60}")
+        return value
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"must be a whole number, not {value!r:.60}")
+        return value
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+            except ValueError:
+                raise TypeError(f"must be a number, not {value!r:.60}") from None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise TypeError(f"must be a number, not {value!r:.60}")
+        return float(value)
+    if kind is str:
+        if column and isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # a column index
+        if not isinstance(value, str):
+            raise TypeError(f"must be a string, not {type(value).__name__} ({value!r:.60})")
+        return value
+    return value

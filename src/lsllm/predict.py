@@ -1,13 +1,16 @@
 """Predict with a trained model: label strings (and probabilities) for texts, tags and entities for sentences."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from lsllm.data.labels import LabelSet
 from lsllm.data.readers import read_examples, read_texts
-from lsllm.data.records import SeqExample, TokenExample
+from lsllm.data.records import DataError, SeqExample, TokenExample
 from lsllm.evaluate import predict_examples
+from lsllm.files import check_writable
 from lsllm.model.build import load_model
+from lsllm.model.spec import ModelSpec
 from lsllm.spans import split_words, tags_to_entities
 from lsllm.writers import write_predictions
 
@@ -75,36 +78,69 @@ class Predictor:
         if self.spec.task == "token":
             examples = [TokenExample(tokens=split_words(t), source=f"text {i + 1}") for i, t in enumerate(texts)]
             keep = [i for i, e in enumerate(examples) if e.tokens]
-            rows = self._rows([examples[i] for i in keep], [texts[i] for i in keep])
+            rows = self.rows([examples[i] for i in keep], [texts[i] for i in keep])
             by_index = dict(zip(keep, rows))
             return [by_index.get(i, {"text": t, "tokens": [], "tags": [], "scores": [], "entities": []})
                     for i, t in enumerate(texts)]
-        return self._rows([SeqExample(text=t) for t in texts])
+        return self.rows([SeqExample(text=t) for t in texts])
 
     def predict_file(self, path: str | Path, **columns) -> list[dict]:
         """Rows for every example of a file in any training format (labels optional)."""
-        if self.spec.task == "token":
-            examples = read_examples(path, "token", require_labels=False, **columns)
-        else:
-            examples = read_texts(path, **columns)
-        return self._rows(examples)
+        return self.rows(read_prediction_input(path, self.spec.task, **columns))
 
-    def _rows(self, examples, texts=None) -> list[dict]:
+    def rows(self, examples, texts=None) -> list[dict]:
+        """Prediction rows for read examples. Gold labels the model does not know are kept in the rows
+        but not scored (a file may carry labels of its own)."""
         if not examples:
             return []
-        evaluation = predict_examples(self.model, self.tokenizer, examples, self.labels, self.batch_size,
-                                      self.precision)
+        evaluation = predict_examples(self.model, self.tokenizer, strip_unknown_gold(examples, self.labels),
+                                      self.labels, self.batch_size, self.precision)
         return prediction_rows(examples, evaluation, self.labels, texts)
+
+
+def strip_unknown_gold(examples: list, labels: LabelSet) -> list:
+    """The examples as they are when every gold label is known; else copies without labels."""
+    known = all((e.label in labels if isinstance(e, SeqExample) else all(t in labels for t in e.tags))
+                for e in examples if (e.label if isinstance(e, SeqExample) else e.tags) is not None)
+    return examples if known else [dataclasses.replace(e, **({"label": None} if isinstance(e, SeqExample)
+                                                            else {"tags": None})) for e in examples]
+
+
+def read_prediction_input(path: str | Path, task: str, **columns) -> list:
+    """The examples of a prediction input file (labels optional), checked like training data."""
+    if task == "token":
+        return read_examples(path, "token", require_labels=False, **columns)
+    return read_texts(path, **columns)
+
+
+def check_texts(texts: list[str]) -> None:
+    for i, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise DataError(f"--text {i} is empty; pass the text to classify")
+        if "\x00" in text:
+            raise DataError(f"--text {i} contains a NUL byte; pass plain text")
 
 
 def predict(model_dir: str | Path, texts: list[str] | None = None, input: str | Path | None = None,
             output: str | Path | None = None, **columns) -> list[dict]:
     """`lsllm predict`: rows for raw texts or a file; written to `output` (JSONL or CSV) when given.
-    Prompting runs (zero-/few-shot, instruct) predict with their saved prompt (and adapter)."""
-    from lsllm.prompt_predict import PromptPredictor, is_prompt_run
+    Prompting runs (zero-shot, few-shot, instruct) predict with their saved prompt (and adapter).
+    Inputs and the output location are checked before the model loads."""
+    from lsllm.prompt_predict import PromptPredictor, is_prompt_run, read_prompt_task
 
-    predictor = PromptPredictor(model_dir) if is_prompt_run(model_dir) else Predictor(model_folder(model_dir))
-    rows = predictor.predict_rows(texts) if texts is not None else predictor.predict_file(input, **columns)
+    prompt_run = is_prompt_run(model_dir)
+    task = read_prompt_task(model_dir) if prompt_run else ModelSpec.load(model_folder(model_dir)).task
+    examples = None
+    if texts is not None:
+        check_texts(texts)
+    else:
+        examples = read_prediction_input(input, task, **columns)
+    if output is not None:
+        if input is not None and Path(output).resolve() == Path(input).resolve():
+            raise DataError(f"--output {output} is the input file; write predictions to a new file")
+        check_writable(output)
+    predictor = PromptPredictor(model_dir) if prompt_run else Predictor(model_folder(model_dir))
+    rows = predictor.predict_rows(texts) if texts is not None else predictor.rows(examples)
     if output is not None:
         write_predictions(output, rows)
     return rows

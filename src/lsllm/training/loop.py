@@ -31,13 +31,15 @@ from lsllm.evaluate import autocast, autocast_dtype, predict_examples
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.build import build_model, compile_blocks, save_model
 from lsllm.predict import load_for_inference
-from lsllm.report import write_json_atomic, write_text_atomic
+from lsllm.files import output_lock, write_json_atomic, write_text_atomic
+from lsllm.model.sources import resolve_source
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from lsllm.training.outputs import write_final_reports
+from lsllm.training.resume import check_resume, record_run_inputs
+from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder
 
 
-class RunFolderError(ValueError):
-    """The run folder already exists (or a resume has nothing to resume)."""
+from lsllm.errors import RunFolderError  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -76,31 +78,39 @@ def read_splits(config: RunConfig) -> Splits:
 
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train and write the run folder. The whole run holds an exclusive lock on `config.output`, so a second
+    process with the same output gets a clear error instead of mixing its files into this run."""
     config.validate()
     output = Path(config.output)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun/accelerate workers: rank 0 owns the folder
+        return _train(config, output, resume, progress)
+    with output_lock(output):
+        return _train(config, output, resume, progress)
+
+
+def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> TrainResult:
     work = output.with_name(output.name + ".incomplete")
-    if output.exists():
-        raise RunFolderError(f"run folder {output} already exists; choose another --output or delete it")
-    if resume and not (work / CHECKPOINT).is_dir():
-        raise RunFolderError(f"nothing to resume: {work / CHECKPOINT} does not exist")
-    if not resume and (work / CHECKPOINT).is_dir():
-        raise RunFolderError(f"an interrupted run is in {work}; pass --resume to continue it, or delete it")
+    if int(os.environ.get("RANK", "0")) == 0:  # other ranks wait for rank 0's folder (accelerator barrier)
+        check_run_folders(output, work, resume)
+    changes = check_resume(work, config) if resume else []  # read-only: every rank refuses together
     splits = read_splits(config)
+    resolve_source(config.model.model)  # an unknown model fails here, before anything is written
     if config.method in ("zero-shot", "few-shot", "instruct"):
         from lsllm.training.prompt_run import run_prompting
 
-        if work.exists():
-            shutil.rmtree(work)
-        return TrainResult(run_dir=output, metrics=run_prompting(config, splits, work, output))
+        fresh_work_folder(work, config)
+        metrics = run_prompting(config, splits, work, output)
+        return TrainResult(run_dir=output, metrics=metrics)
 
     # cpu=True on machines without a GPU: accelerate then runs torchrun's processes as multi-CPU DDP (gloo).
     accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
     writer = accelerator.is_main_process
     if writer:
-        if work.exists() and not resume:
-            shutil.rmtree(work)  # died before its first checkpoint: nothing worth keeping
-        work.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(work / "config.yaml", config.to_yaml())
+        if resume:
+            write_text_atomic(work / "config.yaml", config.to_yaml())  # only allowed fields can differ
+            record_run_inputs(work, config)
+        else:
+            fresh_work_folder(work, config)
     accelerator.wait_for_everyone()
 
     m, t = config.model, config.train
@@ -135,6 +145,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         state = load_checkpoint(work, model, optimizer, scheduler) or state
         if writer:
             _truncate_log(work / "log.jsonl", state["log_lines"])
+            if changes:
+                state["log_lines"] += _log(work, {"type": "resume", "step": state["step"], "changes": changes}, True)
     ddp_model = accelerator.prepare(model)
     device = accelerator.device
     dtype = autocast_dtype(t.precision, device)
@@ -207,7 +219,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         best, _ = load_for_inference(work / "model", t.precision, str(device))
         metrics = write_final_reports(work, config, splits, best, tokenizer, state)
         shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
-        os.replace(work, output)
+        finish_run_folder(work, output)
     accelerator.wait_for_everyone()
     return TrainResult(run_dir=output, metrics=metrics, model=model)
 
@@ -259,3 +271,4 @@ def _class_weights(examples, labels: LabelSet) -> torch.Tensor:
     counts = Counter(e.label for e in examples)
     freq = torch.tensor([counts.get(name, 0) for name in labels.names], dtype=torch.float32).clamp(min=1)
     return freq.sum() / (len(freq) * freq)
+

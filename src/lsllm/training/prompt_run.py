@@ -7,26 +7,24 @@ report.txt, predictions and confusion.png as an LS run (plus model/adapter for i
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-
-import torch
-from transformers import AutoModelForCausalLM
 
 from lsllm.config import RunConfig
 from lsllm.metrics import MAIN_METRIC, confusion, format_report
 from lsllm.model.build import load_tokenizer
 from lsllm.model.sources import resolve_source
-from lsllm.prompt_predict import prompt_autocast, save_prompt_run, score_outputs
+from lsllm.prompt_predict import load_causal_lm, prompt_autocast, save_prompt_run, score_outputs
 from lsllm.prompting import (PromptConfig, few_shot_examples, load_prompt_config, parse_label_names,
                              predict_zero_shot)
 from lsllm.report import plot_confusion, write_json_atomic, write_text_atomic
+from lsllm.training.run_folder import finish_run_folder
 from lsllm.writers import write_predictions
 
 
 def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
     """Score the prompting baseline on validation/test; write the run folder; return metrics."""
+
     p = config.prompt
     prompt = load_prompt_config(p.file) if p.file else PromptConfig()
     prompt.k_shot = p.k_shot if config.method == "few-shot" else 0
@@ -35,7 +33,7 @@ def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
         prompt.label_names = parse_label_names(p.label_names)
     path = resolve_source(config.model.model)
     tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = load_causal_lm(path).eval()  # safetensors only
     task = config.model.task
     work.mkdir(parents=True, exist_ok=True)
     steps = 0
@@ -76,5 +74,5 @@ def run_prompting(config: RunConfig, splits, work: Path, output: Path) -> dict:
                            splits.labels.names, work / "confusion.png")
     write_json_atomic(work / "metrics.json", metrics)
     write_text_atomic(work / "report.txt", "\n\n".join(report) + "\n")
-    os.replace(work, output)
+    finish_run_folder(work, output)
     return metrics
