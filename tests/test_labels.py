@@ -46,12 +46,14 @@ def test_string_labels_sort_alphabetically_whatever_the_row_order() -> None:
     random.Random(0).shuffle(labels)
     assert build_label_set("seq", seq(*labels)) == first
     assert first.names == ["Business", "Sci/Tech", "Sports", "World"]
-    # mixed ints and words: alphabetical
-    assert build_label_set("seq", seq("2", "b", "10")).names == ["10", "2", "b"]
+    # mixed ints and words: refused unless the labels are listed explicitly
+    with pytest.raises(DataError, match="mix integers"):
+        build_label_set("seq", seq("2", "b", "10"))
+    assert build_label_set("seq", seq("2", "b", "10"), given=["b", "2", "10"]).names == ["b", "2", "10"]
 
 
 def test_unlabelled_examples_are_ignored_but_no_labels_is_an_error() -> None:
-    assert build_label_set("seq", seq("a", None)).names == ["a"]
+    assert build_label_set("seq", seq("a", None, "b")).names == ["a", "b"]
     with pytest.raises(DataError, match="no labels"):
         build_label_set("seq", seq(None, None))
 

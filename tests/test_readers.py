@@ -36,6 +36,12 @@ def error_of(path: Path, task: str = "seq", **options) -> str:
 )
 def test_detect_format_by_extension(name: str, expected: str) -> None:
     assert detect_format(name) == expected
+    assert detect_format(name, task="token") == expected
+
+
+def test_txt_is_plain_text_for_sequence_tasks_only() -> None:
+    assert detect_format("a.txt", task="seq") == "text"
+    assert detect_format("a.txt", task="token") == "conll"
 
 
 def test_detect_format_folder_and_override(tmp_path: Path) -> None:
@@ -92,7 +98,9 @@ def test_header_detected_from_requested_names(tmp_path: Path) -> None:
 
 def test_header_flag_forces_header(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", "c1,c2\nhello,a\n")
-    assert len(read_examples(path, "seq")) == 2  # unknown names: taken as data
+    # unknown names that look like a header: refused rather than trained on as an example
+    assert "looks like a header" in error_of(path)
+    assert len(read_examples(path, "seq", header=False)) == 2
     examples = read_examples(path, "seq", header=True, text_column="c1", label_column="c2")
     assert [(e.text, e.label) for e in examples] == [("hello", "a")]
     examples = read_examples(path, "seq", header=True, text_column=0, label_column=-1)
@@ -327,10 +335,10 @@ def test_empty_label(tmp_path: Path) -> None:
     assert "t.tsv" in message and "line 3" in message and "missing label" in message
 
 
-def test_short_row_means_missing_label(tmp_path: Path) -> None:
+def test_short_row_is_a_field_count_error(tmp_path: Path) -> None:
     path = write(tmp_path, "s.csv", "a,1\nb\n")
     message = error_of(path)
-    assert "s.csv" in message and "line 2" in message and "missing label" in message
+    assert "s.csv" in message and "line 2" in message and "1 field but the first row (line 1) has 2" in message
 
 
 def test_error_line_after_multiline_quoted_field(tmp_path: Path) -> None:

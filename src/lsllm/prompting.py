@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 import yaml
 
+from lsllm.errors import ConfigError
 from lsllm.data.labels import LabelSet, entity_types
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.spans import split_words, tags_to_entities
@@ -65,13 +66,13 @@ class PromptConfig:
                            ("max_length", int)):
             value = getattr(self, name)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"prompt setting {name} must be {kind.__name__}, not {value!r}")
+                raise ConfigError(f"prompt setting {name} must be {kind.__name__}, not {value!r}")
         if "{text}" not in self.template:
-            raise ValueError("the prompt template needs a {text} placeholder for the article")
+            raise ConfigError("the prompt template needs a {text} placeholder for the article")
         if self.k_shot < 0:
-            raise ValueError(f"k_shot must be >= 0, not {self.k_shot}")
+            raise ConfigError(f"k_shot must be >= 0, not {self.k_shot}")
         if self.max_length < 1:
-            raise ValueError(f"max_length must be positive, not {self.max_length}")
+            raise ConfigError(f"max_length must be positive, not {self.max_length}")
         if self.label_names is not None:
             self.label_names = {str(k): str(v) for k, v in self.label_names.items()}
 
@@ -82,16 +83,16 @@ def load_prompt_config(path: str | Path) -> PromptConfig:
     label_names may be a mapping or a "0=bearish,1=bullish" string."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of prompt settings, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of prompt settings, got {type(data).__name__}")
     known = {f.name for f in fields(PromptConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown prompt settings {', '.join(map(str, unknown))}; "
+        raise ConfigError(f"{path}: unknown prompt settings {', '.join(map(str, unknown))}; "
                          f"known: {', '.join(sorted(known))}")
     if isinstance(data.get("label_names"), str):
         data["label_names"] = parse_label_names(data["label_names"])
     elif data.get("label_names") is not None and not isinstance(data["label_names"], dict):
-        raise ValueError(f"{path}: label_names must be a mapping or a 'label=name,...' string")
+        raise ConfigError(f"{path}: label_names must be a mapping or a 'label=name,...' string")
     return PromptConfig(**data)
 
 
@@ -104,10 +105,10 @@ def parse_label_names(spec: str) -> dict[str, str]:
         label, sep, name = item.partition("=")
         label, name = label.strip(), name.strip()
         if not sep or not label or not name:
-            raise ValueError(f"bad label name {item.strip()!r} in {spec!r}; write label=name pairs, "
+            raise ConfigError(f"bad label name {item.strip()!r} in {spec!r}; write label=name pairs, "
                              "e.g. 0=bearish,1=bullish")
         if label in names:
-            raise ValueError(f"label {label!r} is named twice in {spec!r}")
+            raise ConfigError(f"label {label!r} is named twice in {spec!r}")
         names[label] = name
     return names
 
@@ -122,7 +123,7 @@ def shown_labels(labels: LabelSet, config: PromptConfig) -> list[str]:
     texts = [names.get(label, label) for label in labels]
     folded = [t.strip().lower() for t in texts]
     if len(set(folded)) != len(folded) or not all(folded):
-        raise ValueError(f"label names must be non-empty and distinct (ignoring case): {texts}")
+        raise ConfigError(f"label names must be non-empty and distinct (ignoring case): {texts}")
     return texts
 
 
@@ -132,7 +133,7 @@ def shown_types(labels: LabelSet, config: PromptConfig) -> dict[str, str]:
     shown = {t: names.get(t, t) for t in entity_types(labels)}
     folded = [n.strip().lower() for n in shown.values()]
     if len(set(folded)) != len(folded) or not all(folded):
-        raise ValueError(f"entity type names must be non-empty and distinct (ignoring case): {list(shown.values())}")
+        raise ConfigError(f"entity type names must be non-empty and distinct (ignoring case): {list(shown.values())}")
     return shown
 
 
@@ -176,14 +177,14 @@ def build_answers(examples: Sequence[SeqExample | TokenExample], labels: LabelSe
     answers = []
     for example in examples:
         if example.label is None:
-            raise ValueError(f"{example.source}: an example without a label can't be a shot or a training answer")
+            raise ConfigError(f"{example.source}: an example without a label can't be a shot or a training answer")
         answers.append(texts[labels.names[labels.index(example.label)]])  # index() names unknown labels
     return answers
 
 
 def _gold_entities(example: TokenExample, shown: dict[str, str]) -> list[tuple[str, str]]:
     if example.tags is None:
-        raise ValueError(f"{example.source}: an untagged sentence can't be a shot or a training answer")
+        raise ConfigError(f"{example.source}: an untagged sentence can't be a shot or a training answer")
     return [(shown.get(e.type, e.type), e.text) for e in tags_to_entities(example.tokens, example.tags, None)]
 
 
@@ -215,7 +216,7 @@ def build_prompts(examples: Sequence[SeqExample | TokenExample], labels: LabelSe
     budget = config.max_length - reserve - len(_encode(tokenizer, _render(
         tokenizer, filled, [("", a) for a in shot_answers], "", chat)))
     if budget < 1:
-        raise ValueError(f"the prompt template{' and shots' if shots else ''} alone take more than max_length="
+        raise ConfigError(f"the prompt template{' and shots' if shots else ''} alone take more than max_length="
                          f"{config.max_length} tokens; raise max_length, shorten the template or use fewer shots")
     share = budget // (len(shots) + 1)
     shot_pairs = [(_truncate_tokens(tokenizer, t, share), a) for t, a in zip(shot_texts, shot_answers)]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from lsllm.errors import ConfigError, DataError
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 
@@ -67,7 +68,7 @@ def encode_tokens(examples: list[TokenExample], tokenizer: PreTrainedTokenizerBa
     prefix, suffix = special_tokens(tokenizer)
     room = max_length - len(prefix) - len(suffix)
     if room < 4:
-        raise ValueError(f"max_length {max_length} leaves no room for text after special tokens")
+        raise ConfigError(f"max_length {max_length} leaves no room for text after special tokens; raise --max-length")
     texts = [" ".join(e.tokens) for e in examples]
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     features = []
@@ -115,7 +116,7 @@ def _align(words: list[str], ids: list[int], offsets: list[tuple[int, int]]):
             pos = next((p for p, o in enumerate(owner) if o > w), len(owner) - 1)
             pos = max(pos, 0)
             if not ids:
-                raise ValueError(f"sentence {' '.join(words)!r} tokenizes to nothing")
+                raise DataError(f"sentence {' '.join(words)!r} tokenizes to nothing; remove it or check the tokenizer")
             ids = ids[:pos] + [ids[pos]] + ids[pos:]
             owner = owner[:pos] + [w] + owner[pos:]
             first = first[:pos] + [True] + first[pos:]

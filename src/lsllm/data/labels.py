@@ -12,7 +12,7 @@ from typing import Literal
 from .records import DataError, SeqExample, TokenExample
 
 _INT = re.compile(r"-?\d+")
-_BIO = re.compile(r"[BI]-.+")
+_BIO = re.compile(r"[BI]-\S+")
 
 
 class LabelSet:
@@ -65,14 +65,20 @@ def build_label_set(
     training data checked against it."""
     if task not in ("seq", "token"):
         raise ValueError(f"task must be 'seq' or 'token', not {task!r}")
-    if given is not None:
-        label_set = LabelSet(given)
-        check_labels(label_set, train_examples, "train")
-        return label_set
     seen = _seen(train_examples)
     if not seen:
         raise DataError("the training data has no labels; a labelled training file is needed")
-    return LabelSet(_order_seq(seen) if task == "seq" else _order_tags(seen))
+    if task == "token":
+        _check_tag_types(train_examples)
+    if given is not None:
+        label_set = LabelSet(given)
+        check_labels(label_set, train_examples, "train")
+    else:
+        if task == "seq":
+            _check_not_mixed(seen, train_examples)
+        label_set = LabelSet(_order_seq(seen) if task == "seq" else _order_tags(seen))
+    _check_variety(task, seen, train_examples)
+    return label_set
 
 
 def check_labels(
@@ -114,6 +120,54 @@ def _labels_with_examples(
 
 def _seen(examples: Iterable[SeqExample | TokenExample]) -> set[str]:
     return {label for _, label in _labels_with_examples(examples)}
+
+
+def _source(examples: Iterable[SeqExample | TokenExample]) -> str:
+    """Where the training data comes from: the file of the first example."""
+    for example in examples:
+        if example.source:
+            return example.source.rsplit(":", 1)[0] + ": "
+    return ""
+
+
+def _check_not_mixed(labels: set[str], examples: Sequence[SeqExample] | Sequence[TokenExample]) -> None:
+    """0, 1 and "positive" in one column is two labelling schemes mixed (or a shifted column).
+    The message points at the first example of the rarer kind: the likely odd ones out."""
+    ints = sorted((label for label in labels if _INT.fullmatch(label)), key=int)
+    names = sorted(label for label in labels if not _INT.fullmatch(label))
+    if not (ints and names):
+        return
+    labelled = list(_labels_with_examples(examples))
+    int_rows = [e for e, label in labelled if _INT.fullmatch(label)]
+    name_rows = [e for e, label in labelled if not _INT.fullmatch(label)]
+    odd = min(int_rows, name_rows, key=len)[0]
+    raise DataError(
+        f"{odd.source + ': ' if odd.source else ''}the training labels mix integers ({', '.join(ints[:4])}{', ...' if len(ints) > 4 else ''}) "
+        f"and names ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}); use one kind, or list every "
+        "label with --labels"
+    )
+
+
+def _check_variety(task: str, labels: set[str], examples: Sequence[SeqExample] | Sequence[TokenExample]) -> None:
+    """A classifier needs two labels to tell apart; a tagger needs some entity to find."""
+    where = _source(examples)
+    if task == "seq" and len(labels) == 1:
+        raise DataError(
+            f"{where}only one label {next(iter(labels))!r} in the training data; a classifier needs at least two"
+        )
+    if task == "token" and labels == {"O"}:
+        raise DataError(
+            f"{where}every tag in the training data is 'O' (no entities); a tagger needs tagged entities to learn"
+        )
+
+
+def _check_tag_types(examples: Iterable[SeqExample | TokenExample]) -> None:
+    for example, tag in _labels_with_examples(examples):
+        if tag[:2] in ("B-", "I-") and not _BIO.fullmatch(tag):
+            raise DataError(
+                f"{example.source}: tag {tag!r} has no entity type after {tag[:2]!r} (or one with a space); "
+                "write B-TYPE or I-TYPE (e.g. B-PER), or O"
+            )
 
 
 def _order_seq(labels: set[str]) -> list[str]:

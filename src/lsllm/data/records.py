@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-class DataError(ValueError):
-    """Bad input data. The message names the file, the line and what to do."""
+from lsllm.errors import DataError  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Read labelled (or unlabelled) examples from CSV, TSV, JSON Lines, JSON, Parquet,
-CoNLL and `datasets.save_to_disk` folders into plain records.
+CoNLL, plain text and `datasets.save_to_disk` folders into plain records.
 
 Every problem with the input is a `DataError` raised before any model work starts;
 its message names the file, the line (or row) and what to do about it.
@@ -28,9 +28,11 @@ __all__ = ["FORMATS", "HEADER_NAMES", "LABEL_NAMES", "TAG_NAMES", "TEXT_NAMES", 
            "iob1_to_iob2", "read_examples", "read_texts"]
 
 
-def detect_format(path: str | Path, format: str | None = None) -> str:
+def detect_format(path: str | Path, format: str | None = None, task: Task | None = None) -> str:
     """The reader format for `path`: `format` when given (checked), else from the
-    extension; a folder is a saved `datasets` dataset; any other extension is CoNLL."""
+    extension; a folder is a saved `datasets` dataset; `.txt` is plain text (one text per
+    line) for sequence tasks but CoNLL for token tasks (CoNLL files are often .txt); any
+    other extension is CoNLL."""
     path = Path(path)
     if format is not None:
         if format not in FORMATS:
@@ -38,7 +40,10 @@ def detect_format(path: str | Path, format: str | None = None) -> str:
         return format
     if path.is_dir():
         return "hf-disk"
-    return _EXTENSIONS.get(path.suffix.lower(), "conll")
+    suffix = path.suffix.lower()
+    if suffix == ".txt" and task == "seq":
+        return "text"
+    return _EXTENSIONS.get(suffix, "conll")
 
 
 def read_examples(
@@ -63,15 +68,15 @@ def read_examples(
         raise ValueError(f"task must be 'seq' or 'token', not {task!r}")
     path = Path(path)
     _check_exists(path)
-    fmt = detect_format(path, format)
+    fmt = detect_format(path, format, task)
     if task == "seq":
         if token_column is not None or tag_column is not None:
-            raise ValueError("token_column/tag_column are for token tasks; use text_column/label_column")
+            raise DataError(f"{path}: --token-column/--tag-column are for token tasks; use --text-column/--label-column")
         cols = _SeqColumns(text_column, text_pair_column, label_column)
         examples: list = _read_seq(path, fmt, cols, header, require_labels)
     else:
         if text_column is not None or text_pair_column is not None or label_column is not None:
-            raise ValueError("text_column/label_column are for sequence tasks; use token_column/tag_column")
+            raise DataError(f"{path}: --text-column/--text-pair-column/--label-column are for sequence tasks; use --token-column/--tag-column")
         examples = _read_token(path, fmt, token_column, tag_column, require_labels)
     if not examples:
         raise DataError(f"{path} has no examples; check that it is the right file and not empty")

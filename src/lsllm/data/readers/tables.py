@@ -1,20 +1,18 @@
 """Bytes and tables: every non-CoNLL format (CSV, TSV, JSON Lines, JSON, Parquet, `save_to_disk`) becomes
-column names plus (line, row) pairs, with the helpers that resolve columns and report problems by line."""
+column names plus (line, row) pairs, with the helpers that resolve columns and report problems by line.
+CSV/TSV parsing lives in delimited.py, cell checking in values.py."""
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..records import DataError
 
-FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "hf-disk")
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "hf-disk", "text")
 
 # Column names tried in order when the caller names none.
 TEXT_NAMES = ("text", "sentence", "content", "review", "document", "tweet")
@@ -53,6 +51,16 @@ def _check_exists(path: Path) -> None:
 def _read_text(path: Path) -> str:
     """Decode the file as UTF-8 ourselves so a bad byte can be reported by line."""
     data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(
+            f"{path}, line 1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); re-save it as UTF-8"
+        )
+    nul = data.find(b"\x00")
+    if nul >= 0:  # valid UTF-8, but never in text: a binary or UTF-16 file read by mistake
+        line = data.count(b"\n", 0, nul) + 1
+        raise DataError(
+            f"{path}, line {line}: contains a NUL byte; the file may be binary or UTF-16; re-save it as UTF-8"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -81,6 +89,10 @@ class _Table:
     """Rows are dicts keyed by column name (all formats but CSV/TSV)."""
     label_names: dict[str, list[str]] | None = None
     """ClassLabel names per column (saved datasets only), to turn integer labels into names."""
+    delimiter: str | None = None
+    """CSV/TSV only: the field delimiter."""
+    spans: dict[int, int] = field(default_factory=dict)
+    """CSV/TSV only: first line -> last line of each row that spans several lines (a quoted newline)."""
 
     def where(self, line: int) -> str:
         return f"{self.path}, {self.unit} {line}"
@@ -91,9 +103,8 @@ class _Table:
         return len(self.rows[0][1]) if self.rows else 0
 
 
-def _read_table(path: Path, fmt: str, header: bool | None, wanted: list[str]) -> _Table:
-    if fmt in ("csv", "tsv"):
-        return _read_delimited(path, "," if fmt == "csv" else "\t", header, wanted)
+def _read_table(path: Path, fmt: str) -> _Table:
+    """Any table format but CSV/TSV (see delimited.py), which need the caller's column hints."""
     if fmt == "jsonl":
         return _dict_table(path, _read_jsonl(path))
     if fmt == "json":
@@ -108,30 +119,22 @@ def _read_table(path: Path, fmt: str, header: bool | None, wanted: list[str]) ->
     )
 
 
-def _read_delimited(path: Path, delimiter: str, header: bool | None, wanted: list[str]) -> _Table:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
-    rows: list[tuple[int, list[str]]] = []
-    start = 1
-    try:
-        for row in reader:
-            # Trailing whitespace is noise (SST-2 has a space before each tab).
-            fields = [f.strip() for f in row]
-            if any(fields):  # skip blank lines
-                rows.append((start, fields))
-            start = reader.line_num + 1  # a quoted field may span several lines
-    except csv.Error as e:
-        raise DataError(f"{path}, line {reader.line_num}: cannot parse the row ({e}); check its quoting") from None
-    names = None
-    if rows and _is_header(rows[0][1], header, wanted):
-        names = rows.pop(0)[1]
-    return _Table(path, names, rows)
+class _DuplicateKey(Exception):
+    pass
 
 
-def _is_header(first: list[str], header: bool | None, wanted: list[str]) -> bool:
-    if header is not None:
-        return header
-    lowered = {f.lower() for f in first}
-    return any(w in first for w in wanted) or bool(lowered & HEADER_NAMES)
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: plain json keeps the last of two equal keys, silently dropping the first."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _duplicate_key_error(path: Path, line: int, key: str) -> DataError:
+    return DataError(f"{path}, line {line}: key {key!r} appears twice in one JSON object; keep only one")
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
@@ -140,12 +143,14 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            items.append((n, json.loads(line)))
+            items.append((n, json.loads(line, object_pairs_hook=_no_duplicate_keys)))
         except json.JSONDecodeError as e:
             raise DataError(
                 f"{path}, line {n}: not valid JSON ({e.msg} at column {e.colno}); "
                 "each line of a .jsonl file must be one JSON object"
             ) from None
+        except _DuplicateKey as e:
+            raise _duplicate_key_error(path, n, e.args[0]) from None
     return items
 
 
@@ -157,18 +162,22 @@ def _read_json(path: Path) -> list[tuple[int, Any]]:
         raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg} at column {e.colno}); fix the file") from None
     if not isinstance(data, list):
         raise DataError(f"{path}, line 1: expected a JSON list of objects [{{...}}, ...]; convert it or use .jsonl")
-    # Walk the array a second time only to learn the line each item starts on.
-    decoder = json.JSONDecoder()
+    # Decode the array item by item to learn the line each item starts on (and to report a
+    # duplicate key by the line of its object).
+    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
     skip = re.compile(r"[\s,]*")
     pos = text.index("[") + 1
     line, counted = 1, 0
     items = []
-    for item in data:
+    for _ in data:
         pos = skip.match(text, pos).end()
         line += text.count("\n", counted, pos)
         counted = pos
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except _DuplicateKey as e:
+            raise _duplicate_key_error(path, line, e.args[0]) from None
         items.append((line, item))
-        _, pos = decoder.raw_decode(text, pos)
     return items
 
 
@@ -188,8 +197,10 @@ def _read_parquet(path: Path) -> _Table:
         arrow = pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise DataError(f"{path}: cannot read as Parquet ({e}); check the file or pass --format") from None
+    names = list(arrow.column_names)
+    _check_unique_names(path, names)
     rows = list(enumerate(arrow.to_pylist(), start=1))
-    return _Table(path, list(arrow.column_names), rows, unit="row", dict_rows=True)
+    return _Table(path, names, rows, unit="row", dict_rows=True)
 
 
 def _read_hf_disk(path: Path) -> _Table:
@@ -211,6 +222,18 @@ def _read_hf_disk(path: Path) -> _Table:
             label_names[name] = list(inner.names)
     rows = list(enumerate(ds.to_list(), start=1))
     return _Table(path, list(ds.column_names), rows, unit="row", dict_rows=True, label_names=label_names)
+
+
+def _check_unique_names(path: Path, names: Sequence[str], where: str = "") -> None:
+    """Two columns with one name (any case): a lookup by name would silently take one of them."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.strip().lower()
+        if key and key in seen:
+            raise DataError(
+                f"{path}{where}: the column name {name!r} appears twice in the header; rename one of the columns"
+            )
+        seen[key] = name
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +277,7 @@ def _default(table: _Table, candidates: Sequence[str]) -> Key | None:
 
 
 def _first_row(table: _Table) -> str:
-    return ", ".join(repr(f) for f in table.rows[0][1]) if table.rows else "(none)"
+    return ", ".join(repr(f.strip()) for f in table.rows[0][1]) if table.rows else "(none)"
 
 
 def _columns_text(table: _Table) -> str:
@@ -271,17 +294,3 @@ def _key_name(table: _Table, key: Key) -> str:
     if isinstance(key, str):
         return repr(key)
     return repr(table.names[key]) if table.names else f"{key}"
-
-
-def _as_str(table: _Table, key: Key, value: Any) -> str | None:
-    """A cell as a stripped string; None for missing/NaN; integers (and 1.0) as "1"."""
-    if type(value) is str:  # the common case, first
-        return value.strip()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        names = (table.label_names or {}).get(key)  # ClassLabel id -> name
-        return names[value] if names and 0 <= value < len(names) else str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()

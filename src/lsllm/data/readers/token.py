@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ..records import DataError, TokenExample
 from .tables import (
@@ -13,7 +12,6 @@ from .tables import (
     Column,
     Key,
     Row,
-    _as_str,
     _columns_text,
     _default,
     _get,
@@ -22,6 +20,7 @@ from .tables import (
     _resolve,
     _Table,
 )
+from .values import string_list
 
 
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
@@ -42,6 +41,11 @@ def _read_token(
 ) -> list[TokenExample]:
     if fmt == "csv":
         raise DataError(f"{path}: CSV cannot hold token-tagged sentences; use CoNLL (one token per line), JSON Lines or Parquet")
+    if fmt == "text":
+        raise DataError(
+            f"{path}: plain text (--format text) is for sequence classification; for token tagging use CoNLL "
+            "(one token per line, blank line between sentences), JSON Lines or Parquet"
+        )
     if fmt in ("conll", "tsv"):  # a .tsv of tagged tokens is CoNLL with tabs
         examples, lines = _read_conll(path, token_column, tag_column, require_labels)
     else:
@@ -131,7 +135,7 @@ def _conll_sentence(
 def _read_token_table(
     path: Path, fmt: str, token_column: Column | None, tag_column: Column | None, require_labels: bool
 ) -> tuple[list[TokenExample], list[list[int]]]:
-    table = _read_table(path, fmt, None, [])
+    table = _read_table(path, fmt)
     if not table.rows:
         raise DataError(f"{path} has no examples (no rows); check that it is the right file")
     token_key = _resolve(table, token_column, "token", "--token-column")
@@ -154,10 +158,10 @@ def _read_token_table(
 def _token_row(
     table: _Table, line: int, row: Row, token_key: Key, tag_key: Key | None, require_labels: bool
 ) -> TokenExample:
-    tokens = _as_list(table, line, token_key, _get(row, token_key))
+    tokens = string_list(table, line, token_key, _get(row, token_key), "token")
     if not tokens:
         raise DataError(f"{table.where(line)}: empty token list in column {token_key!r}; fill it in or remove the row")
-    tags = _as_list(table, line, tag_key, _get(row, tag_key)) if tag_key is not None else None
+    tags = string_list(table, line, tag_key, _get(row, tag_key), "tag") if tag_key is not None else None
     if not tags:
         if require_labels:
             raise DataError(f"{table.where(line)}: missing tags in column {tag_key!r}; give one tag per token")
@@ -171,18 +175,7 @@ def _token_row(
     return TokenExample(tokens=tokens, tags=tags, source=f"{table.path}:{line}")
 
 
-def _as_list(table: _Table, line: int, key: Key, value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise DataError(
-            f"{table.where(line)}: column {key!r} should hold a list (one entry per token), got {type(value).__name__}"
-        )
-    return [_as_str(table, key, v) or "" for v in value]
-
-
-
-_BIO = re.compile(r"[BI]-.+")
+_BIO = re.compile(r"[BI]-\S+")
 
 
 def _normalize_tags(path: Path, examples: list[TokenExample], lines: list[list[int]]) -> None:
@@ -193,6 +186,7 @@ def _normalize_tags(path: Path, examples: list[TokenExample], lines: list[list[i
     as converting only when some `I-` starts an entity (IOB1).
     """
     tagged = [(e, ls) for e, ls in zip(examples, lines) if e.tags]
+    _check_typed(path, tagged)
     if not any(_BIO.fullmatch(t) for e, _ in tagged for t in e.tags):
         return
     for example, tag_lines in tagged:
@@ -203,3 +197,14 @@ def _normalize_tags(path: Path, examples: list[TokenExample], lines: list[list[i
                     "must be O, B-TYPE or I-TYPE; fix the tag"
                 )
         example.tags = iob1_to_iob2(example.tags)
+
+
+def _check_typed(path: Path, tagged: list[tuple[TokenExample, list[int]]]) -> None:
+    """`B-` (no type) or `B-A B` would otherwise become an entity type of its own."""
+    for example, tag_lines in tagged:
+        for tag, n in zip(example.tags, tag_lines):
+            if tag[:2] in ("B-", "I-") and not _BIO.fullmatch(tag):
+                raise DataError(
+                    f"{path}, line {n}: tag {tag!r} has no entity type after {tag[:2]!r} (or one with a space); "
+                    "write B-TYPE or I-TYPE (e.g. B-PER), or O"
+                )
