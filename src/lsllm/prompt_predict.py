@@ -10,11 +10,15 @@ from pathlib import Path
 
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
+from lsllm.errors import ModelSourceError
+from lsllm.files import is_inside
 from lsllm.prompting import PromptConfig, predict_zero_shot
 from lsllm.report import write_json_atomic
 from lsllm.spans import split_words
 
 PROMPT_FILE = "prompt.json"
+PROMPT_KEYS = {"method": str, "model": str, "task": str, "labels": list, "mode": str, "prompt": dict, "shots": list,
+               "adapter": (str, type(None))}
 
 
 def is_prompt_run(folder: str | Path) -> bool:
@@ -35,10 +39,56 @@ def _example(row: dict) -> SeqExample | TokenExample:
 
 def save_prompt_run(folder: Path, method: str, model: str, task: str, labels: list[str], prompt: PromptConfig,
                     mode: str, shots: list) -> None:
+    from lsllm.model.sources import portable_source
+
     write_json_atomic(folder / PROMPT_FILE, {
-        "method": method, "model": model, "task": task, "labels": labels, "mode": mode,
+        "method": method, "model": portable_source(model), "task": task, "labels": labels, "mode": mode,
         "prompt": dataclasses.asdict(prompt), "shots": [_example_dict(s) for s in shots],
         "adapter": "model/adapter" if method == "instruct" else None})
+
+
+def read_prompt_info(folder: str | Path) -> dict:
+    """prompt.json, checked: any problem is one ModelSourceError naming the file."""
+    path = Path(folder) / PROMPT_FILE
+    fix = "restore it from a copy of the run or run the prompting baseline again"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ModelSourceError(f"{path} is not valid JSON ({err}); {fix}") from None
+    if not isinstance(info, dict):
+        raise ModelSourceError(f"{path} must hold a JSON object; {fix}")
+    for key, kind in PROMPT_KEYS.items():
+        if key not in info:
+            raise ModelSourceError(f"{path}: missing key '{key}'; {fix}")
+        if not isinstance(info[key], kind):
+            raise ModelSourceError(f"{path}: '{key}' has the wrong type ({type(info[key]).__name__}); {fix}")
+    if info["task"] not in ("seq", "token") or not all(isinstance(n, str) for n in info["labels"]):
+        raise ModelSourceError(f"{path}: 'task' must be seq or token and 'labels' a list of strings; {fix}")
+    # The adapter is loaded from the path the file names: keep it inside the run, so a copied or
+    # edited prompt.json can't make lsllm load weights from elsewhere on the disk.
+    if info["adapter"] is not None and not is_inside(Path(folder) / info["adapter"], folder):
+        raise ModelSourceError(f"{path}: adapter {info['adapter']!r} is outside the run folder; it must be a path "
+                               "inside the run, such as model/adapter")
+    return info
+
+
+def read_prompt_task(folder: str | Path) -> str:
+    return read_prompt_info(folder)["task"]
+
+
+def read_prompt_labels(folder: str | Path) -> list[str]:
+    return read_prompt_info(folder)["labels"]
+
+
+def load_causal_lm(path: str):
+    """The base causal LM of a prompting run, from safetensors only (pickles can run code)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lsllm.model.sources import loading
+
+    with loading(path):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
 
 
 def score_outputs(task: str, examples: list, out: dict, labels: LabelSet) -> dict:
@@ -62,25 +112,27 @@ class PromptPredictor:
     """Same interface as lsllm.predict.Predictor, for prompting runs."""
 
     def __init__(self, run_dir: str | Path, batch_size: int = 32, precision: str = "auto"):
-        import torch
-        from transformers import AutoModelForCausalLM
-
         from lsllm.model.build import load_tokenizer
-        from lsllm.model.sources import resolve_source
+        from lsllm.model.lora import check_adapter, load_lora
+        from lsllm.model.sources import resolve_recorded
 
         folder = Path(run_dir)
-        info = json.loads((folder / PROMPT_FILE).read_text(encoding="utf-8"))
+        info = read_prompt_info(folder)
         self.task, self.mode, self.batch_size, self.precision = info["task"], info["mode"], batch_size, precision
         self.labels = LabelSet(info["labels"])
-        self.prompt = PromptConfig(**info["prompt"])
-        self.shots = [_example(row) for row in info["shots"]]
-        path = resolve_source(info["model"])
+        try:
+            self.prompt = PromptConfig(**info["prompt"])
+            self.shots = [_example(row) for row in info["shots"]]
+        except (TypeError, ValueError, KeyError) as err:  # unknown/mistyped prompt setting, incomplete shot
+            raise ModelSourceError(f"{folder / PROMPT_FILE}: invalid prompt settings or shots ({err}); restore it "
+                                   "from a copy of the run or run the prompting baseline again") from None
+        if info["adapter"]:
+            check_adapter(folder / info["adapter"])  # before the minutes the base model may take
+        path = resolve_recorded(info["model"], folder / PROMPT_FILE)
         self.tokenizer = load_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        if info.get("adapter"):
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, folder / info["adapter"])
+        model = load_causal_lm(path)
+        if info["adapter"]:
+            model = load_lora(model, folder / info["adapter"])
         self.model = model.eval()
 
     def run(self, examples: list) -> dict:
@@ -94,17 +146,18 @@ class PromptPredictor:
 
     def predict_rows(self, texts: list[str]) -> list[dict]:
         if self.task == "token":
-            return self._rows([TokenExample(tokens=split_words(t)) for t in texts])
-        return self._rows([SeqExample(text=t) for t in texts])
+            return self.rows([TokenExample(tokens=split_words(t)) for t in texts])
+        return self.rows([SeqExample(text=t) for t in texts])
 
     def predict_file(self, path: str | Path, **columns) -> list[dict]:
         from lsllm.data.readers import read_examples, read_texts
 
         examples = (read_examples(path, "token", require_labels=False, **columns) if self.task == "token"
                     else read_texts(path, **columns))
-        return self._rows(examples)
+        return self.rows(examples)
 
-    def _rows(self, examples: list) -> list[dict]:
+    def rows(self, examples: list) -> list[dict]:
+        """Prediction rows for read examples (the interface lsllm.predict.Predictor.rows has)."""
         if not examples:
             return []
         out = self.run(examples)

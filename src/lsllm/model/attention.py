@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 
-class AttentionModeError(RuntimeError):
-    """The model does not attend the way lsllm was asked to make it attend."""
+from lsllm.errors import AttentionModeError  # noqa: F401  (re-exported)
 
 
 def set_attention_mode(model: nn.Module, bidirectional: bool) -> None:

@@ -1,10 +1,14 @@
 """LoRA presets, applied with PEFT to the backbone only (the head trains in full, always)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
+
+from lsllm.errors import ConfigError, ModelSourceError
+from lsllm.model.sources import loading
 
 LoraPreset = Literal["paper", "all-linear", "none"]
 
@@ -27,15 +31,15 @@ def resolve_lora(backbone: nn.Module, preset: LoraPreset, rank: int | None = Non
         if preset == "paper":
             targets = next((list(qv) for qv in _QV_NAMES if all(n in names for n in qv)), None)
             if targets is None:
-                raise ValueError(f"can't find query/value projections for the 'paper' LoRA preset among {names}; "
-                                 "pass lora targets explicitly")
+                raise ConfigError(f"can't find query/value projections for the 'paper' LoRA preset among {names}; "
+                                  "pass lora targets explicitly")
         elif preset == "all-linear":
             targets = names
         else:
-            raise ValueError(f"unknown LoRA preset {preset!r}; choose paper, all-linear or none")
+            raise ConfigError(f"unknown LoRA preset {preset!r}; choose paper, all-linear or none")
     missing = [t for t in targets if t not in names]
     if missing:
-        raise ValueError(f"LoRA targets {missing} are not linear layers of this model; it has {names}")
+        raise ConfigError(f"LoRA targets {missing} are not linear layers of this model; it has {names}")
     if dropout is None:
         # The paper's 0.1 on q/v; none on all-linear, where dropout's random masks cost ~22% of a CPU
         # training step (420 bernoulli calls per step on SmolLM2; see benchmarks/RESULTS.md).
@@ -52,5 +56,25 @@ def apply_lora(backbone: nn.Module, settings: dict) -> nn.Module:
     return get_peft_model(backbone, config)
 
 
-def load_lora(backbone: nn.Module, adapter_dir: str) -> PeftModel:
-    return PeftModel.from_pretrained(backbone, adapter_dir, is_trainable=False)
+def check_adapter(folder: Path) -> None:
+    """A saved adapter is adapter_config.json + adapter_model.safetensors. PEFT would also load an
+    adapter_model.bin, by unpickling it, which can run code: refuse it instead."""
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelSourceError(f"LoRA adapter folder {folder} has no adapter_config.json; the run folder is "
+                               "incomplete: copy it again")
+    if (folder / "adapter_model.safetensors").is_file():
+        return
+    pickles = [name for name in ("adapter_model.bin", "adapter_model.pt") if (folder / name).is_file()]
+    if pickles:
+        raise ModelSourceError(f"LoRA adapter {folder / pickles[0]} is a pickle file; lsllm loads "
+                               "adapter_model.safetensors only, since unpickling can run code: convert it to "
+                               "safetensors (load and save_pretrained) where you trust the file")
+    raise ModelSourceError(f"LoRA adapter folder {folder} has no adapter_model.safetensors; the run folder is "
+                           "incomplete: copy it again")
+
+
+def load_lora(backbone: nn.Module, adapter_dir: str | Path, is_trainable: bool = False) -> PeftModel:
+    check_adapter(Path(adapter_dir))
+    with loading(adapter_dir, "LoRA adapter"):
+        return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=is_trainable)

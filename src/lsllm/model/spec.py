@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
+
+from lsllm.errors import ModelSourceError
 
 SPEC_FILE = "lsllm.json"
 
@@ -14,7 +17,7 @@ class ModelSpec:
     task: Literal["seq", "token"]
     labels: list[str]
     base_model: str
-    """The source as the user gave it: alias, .gguf path, folder or hub id."""
+    """Alias or hub id as given; a .gguf file or folder as an absolute path (`portable_source`)."""
     bidirectional: bool = True
     pooling: Literal["last", "mean", "max", "first"] = "mean"
     pool_over: Literal["hidden", "logits"] = "hidden"
@@ -42,7 +45,68 @@ class ModelSpec:
 
     @classmethod
     def load(cls, folder: Path) -> "ModelSpec":
+        """Read and check `lsllm.json`: any problem is one ModelSourceError line naming the file."""
         path = Path(folder) / SPEC_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not an lsllm model folder (no {SPEC_FILE})")
-        return cls(**json.loads(path.read_text()))
+            raise ModelSourceError(f"{folder} is not an lsllm model or run folder (no {SPEC_FILE}); pass a run "
+                                   "folder from `lsllm train` or an export")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ModelSourceError(f"{path} is not valid JSON ({err}); restore it from a copy of the run") from None
+        if not isinstance(data, dict):
+            raise ModelSourceError(f"{path} must hold a JSON object; restore it from a copy of the run")
+        problem = _spec_problem(data)
+        if problem:
+            raise ModelSourceError(f"{path}: {problem}")
+        return cls(**data)
+
+
+_FIX = "fix the file by hand or restore it from a copy of the run"
+
+
+def _spec_problem(data: dict) -> str | None:
+    """The first thing wrong with a decoded lsllm.json, or None. Checked against the dataclass itself,
+    so a new field is checked as soon as it is declared."""
+    from lsllm import __version__
+
+    known = {f.name: f for f in fields(ModelSpec)}
+    for key in data:
+        if key not in known:
+            return (f"unknown key '{key}' (written by a newer lsllm than {__version__}, or edited by hand); "
+                    f"upgrade lsllm or remove the key")
+    hints = typing.get_type_hints(ModelSpec)
+    for name, f in known.items():
+        if name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return f"missing key '{name}'; {_FIX}"
+            continue
+        expected = _type_problem(data[name], hints[name])
+        if expected:
+            shown = json.dumps(data[name], ensure_ascii=False)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return f"'{name}' is {shown}, expected {expected}; {_FIX}"
+    if not data["labels"]:
+        return f"'labels' is empty; {_FIX}"
+    return None
+
+
+def _type_problem(value, hint) -> str | None:
+    """What `value` should have been, when it does not match the annotation `hint`."""
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices and isinstance(value, str) else "one of " + ", ".join(choices)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:  # bool is an int in Python, not in lsllm.json
+        return None if isinstance(value, int) and not isinstance(value, bool) and value > 0 else "a positive integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        return None if ok else "a number from 0 to 1"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if typing.get_origin(hint) is list:
+        return None if isinstance(value, list) and all(isinstance(v, str) for v in value) else "a list of strings"
+    if typing.get_origin(hint) is dict or hint is dict:
+        return None if isinstance(value, dict) else "an object"
+    raise TypeError(f"ModelSpec field type {hint} has no check")  # a new field type: add its check here
