@@ -392,7 +392,7 @@ def test_seq_task_on_conll_file(tmp_path: Path) -> None:
 
 
 def test_wrong_options_for_task() -> None:
-    with pytest.raises(ValueError, match="token_column"):
+    with pytest.raises(ValueError, match="--token-column"):
         read_examples(ASSETS / "seq.tsv", "seq", token_column=0)
-    with pytest.raises(ValueError, match="text_column"):
+    with pytest.raises(ValueError, match="--text-column"):
         read_examples(ASSETS / "ner_tab.conll", "token", text_column=0)

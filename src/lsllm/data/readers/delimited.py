@@ -220,34 +220,57 @@ def _check_field_counts(
         raise DataError(f"{path}, line {line}: {message}")
 
 
-def check_swallowed_rows(table: _Table, key: Key | None) -> None:
-    """A quote opened by mistake runs on until some later quote closes it, and every line in
-    between becomes part of one text. A quoted field over several lines is fine (paragraphs),
-    unless one of its lines parses as a row of this file: the file's field count, with a value
-    in column `key` (the label column) that the column holds."""
+def check_swallowed_rows(table: _Table, key: Key | None, label: bool = False) -> None:
+    """A quote opened (or closed) by mistake re-pairs the quotes after it: a quoted field runs on
+    until some later quote closes it, and every line in between becomes part of one field. A
+    quoted text over several lines is fine (paragraphs), unless
+
+    - one of its lines reads as a row of this file: split at the delimiter (quotes taken
+      literally, as a stray quote leaves them), the file's field count with a value in column
+      `key` that the column holds, or the header's names (a swallowed header); or
+    - the field is the label column (`label`): a label never holds a line break, so a quote
+      that opened in the row's text and closed in a later row's label has swallowed a row."""
     ncols = table.ncols()
-    if not table.spans or key is None or ncols < 2 or table.delimiter is None:
+    if not table.spans or key is None or table.delimiter is None:
         return
-    values = {v for _, row in table.rows if (v := row[key].strip())}
+    values = {v for _, row in table.rows if (v := row[key].strip())} if ncols >= 2 else set()
     for start, row in table.rows:
         if start not in table.spans:
             continue
         opened = start
-        for field in row:
+        for column, field in enumerate(row):
             segments = field.split("\n")  # one per physical line the field covers
-            for k, segment in enumerate(segments if len(segments) > 1 else ()):
-                if _row_like(segment, table.delimiter, ncols, key, values):
+            last = opened + len(segments) - 1
+            if len(segments) > 1:
+                runs = f"{table.path}, line {opened}: the quote opened here runs to line {last}"
+                if label and column == key:
                     raise DataError(
-                        f"{table.path}, line {opened}: the quote opened here runs to line {opened + len(segments) - 1} "
-                        f"and swallows lines that look like rows (line {opened + k}: {segment.strip()!r}); "
-                        "close the quote"
+                        f"{runs}, so the label in column {_column_name(table, key)} spans several lines and "
+                        "swallows what looks like the rest of a row; close the quote"
                     )
-            opened += len(segments) - 1
+                for k, segment in enumerate(segments):
+                    if ncols >= 2 and _row_like(segment, table.delimiter, ncols, key, values, table.names):
+                        raise DataError(
+                            f"{runs} and swallows lines that look like rows (line {opened + k}: {segment.strip()!r}); "
+                            "close the quote"
+                        )
+            opened = last
 
 
-def _row_like(segment: str, delimiter: str, ncols: int, key: Key, values: set[str]) -> bool:
-    try:
-        fields = next(csv.reader([segment.rstrip("\r")], delimiter=delimiter, strict=True), [])
-    except csv.Error:
+def _column_name(table: _Table, key: Key) -> str:
+    return repr(table.names[key]) if table.names and isinstance(key, int) else f"{key}"
+
+
+def _row_like(segment: str, delimiter: str, ncols: int, key: Key, values: set[str], names: list[str] | None) -> bool:
+    """A line that reads as a row: quotes are taken literally (a stray quote is what made the field
+    run on, so a swallowed row often holds one, or the escaped half of a quoted one)."""
+    fields = [f.strip().strip('"').strip() for f in segment.rstrip("\r").split(delimiter)]
+    if len(fields) < ncols:
         return False
-    return len(fields) == ncols and fields[key].strip() in values
+    value = fields[-1] if key in (-1, ncols - 1) else fields[key] if len(fields) == ncols else None
+    if value in values:
+        return True
+    if len(fields) != ncols:
+        return False
+    lowered = [f.lower() for f in fields]
+    return lowered == [n.lower() for n in names] if names else all(f in HEADER_NAMES for f in lowered)

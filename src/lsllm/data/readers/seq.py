@@ -64,7 +64,8 @@ def _read_seq(path: Path, fmt: str, cols: _SeqColumns, header: bool | None, requ
         )
     if table.delimiter is not None:
         # Without a label column, the last column is the best evidence of what a row looks like.
-        check_swallowed_rows(table, label_key if label_key is not None else table.ncols() - 1)
+        check_swallowed_rows(table, label_key if label_key is not None else table.ncols() - 1,
+                             label=label_key is not None)
     return [_seq_example(table, line, row, text_key, pair_key, label_key, require_labels) for line, row in table.rows]
 
 
@@ -82,7 +83,15 @@ def _check_headerless_guess(table: _Table, cols: _SeqColumns, require_labels: bo
     row joined to the next (a lost line break) or a label-first file (AG News) reads as
     nonsense with no error, so the columns must be named."""
     n = table.ncols()
-    if table.names is not None or n <= 2:
+    if table.names is not None or n <= 1:
+        return
+    if not require_labels and cols.text is None and cols.label is None:  # a comma in plain text must not cut it
+        raise DataError(
+            f"{table.where(table.rows[0][0])}: the file has no header and {n} columns, so where the text is is a "
+            "guess; pass --text-column (and --label-column to keep gold labels), add a header, or use a .txt "
+            "file / --format text for one text per line"
+        )
+    if n <= 2:
         return
     missing = [flag for flag, spec, needed in (("--text-column", cols.text, True),
                                                ("--label-column", cols.label, require_labels))
