@@ -84,6 +84,17 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, text + "\n")
 
 
+def read_json_object(path: str | os.PathLike, fix: str, error: type[LsllmError] = LsllmError) -> dict:
+    """A JSON object from a file lsllm wrote (or a model's config); any problem is one `error` naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise error(f"{path} is not valid JSON ({err}); {fix}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a JSON object; {fix}")
+    return data
+
+
 # ---------------------------------------------------------------------------
 # locks
 

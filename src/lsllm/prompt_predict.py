@@ -5,13 +5,12 @@ reproduce the run's predictions without its training data."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.errors import ModelSourceError
-from lsllm.files import is_inside
+from lsllm.files import is_inside, read_json_object
 from lsllm.prompting import PromptConfig, predict_zero_shot
 from lsllm.report import write_json_atomic
 from lsllm.spans import split_words
@@ -51,12 +50,7 @@ def read_prompt_info(folder: str | Path) -> dict:
     """prompt.json, checked: any problem is one ModelSourceError naming the file."""
     path = Path(folder) / PROMPT_FILE
     fix = "restore it from a copy of the run or run the prompting baseline again"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ModelSourceError(f"{path} is not valid JSON ({err}); {fix}") from None
-    if not isinstance(info, dict):
-        raise ModelSourceError(f"{path} must hold a JSON object; {fix}")
+    info = read_json_object(path, fix, ModelSourceError)
     for key, kind in PROMPT_KEYS.items():
         if key not in info:
             raise ModelSourceError(f"{path}: missing key '{key}'; {fix}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from lsllm.errors import ModelSourceError
+from lsllm.files import read_json_object
 
 SPEC_FILE = "lsllm.json"
 
@@ -50,12 +51,7 @@ class ModelSpec:
         if not path.is_file():
             raise ModelSourceError(f"{folder} is not an lsllm model or run folder (no {SPEC_FILE}); pass a run "
                                    "folder from `lsllm train` or an export")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
-            raise ModelSourceError(f"{path} is not valid JSON ({err}); restore it from a copy of the run") from None
-        if not isinstance(data, dict):
-            raise ModelSourceError(f"{path} must hold a JSON object; restore it from a copy of the run")
+        data = read_json_object(path, "restore it from a copy of the run", ModelSourceError)
         problem = _spec_problem(data)
         if problem:
             raise ModelSourceError(f"{path}: {problem}")
