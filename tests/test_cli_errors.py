@@ -123,16 +123,6 @@ YAML_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", FLAG_CASES, ids=[c[0] for c in FLAG_CASES])
-def test_train_flag_errors(case, ws, capsys):
-    _, build, needles = case
-    args = build(ws)
-    before = snapshot(ws["root"])
-    code, _, err = run_cli(args, capsys)
-    assert_one_error(code, err, *needles)
-    assert snapshot(ws["root"]) == before
-
-
 @pytest.mark.parametrize("case", YAML_CASES, ids=[c[0] for c in YAML_CASES])
 def test_train_yaml_errors(case, ws, capsys):
     _, text, needles = case
@@ -230,8 +220,9 @@ PREDICT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", PREDICT_CASES, ids=[c[0] for c in PREDICT_CASES])
-def test_predict_eval_export_errors(case, ws, capsys):
+@pytest.mark.parametrize("case", FLAG_CASES + PREDICT_CASES, ids=[c[0] for c in FLAG_CASES + PREDICT_CASES])
+def test_command_errors(case, ws, capsys):
+    """train flags, predict, eval and export: each bad command line is one error and changes nothing."""
     _, build, needles = case
     args = build(ws)
     before = snapshot(ws["root"])

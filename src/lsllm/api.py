@@ -10,10 +10,9 @@ from lsllm.config import ConfigError, RunConfig
 from lsllm.data.labels import LabelSet, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.evaluate import predict_examples
-from lsllm.files import check_writable
+from lsllm.files import check_writable, write_json_atomic
 from lsllm.model.spec import ModelSpec
 from lsllm.predict import model_folder, load_for_inference
-from lsllm.report import write_json_atomic
 
 
 def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **columns) -> tuple[dict, Path]:
@@ -43,9 +42,7 @@ def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **
 
 
 def _evaluate_prompt_run(run: Path, data, split_name: str, **columns) -> tuple[dict, Path]:
-    from lsllm.prompt_predict import PromptPredictor, score_outputs
-
-    from lsllm.prompt_predict import read_prompt_labels, read_prompt_task
+    from lsllm.prompt_predict import PromptPredictor, read_prompt_labels, read_prompt_task, score_outputs
 
     examples = read_examples(data, read_prompt_task(run), **{k: v for k, v in columns.items() if v is not None})
     check_labels(LabelSet(read_prompt_labels(run)), examples, split_name)

@@ -12,7 +12,7 @@ from lsllm.data.records import SeqExample, TokenExample
 from lsllm.errors import ModelSourceError
 from lsllm.files import is_inside, read_json_object
 from lsllm.prompting import PromptConfig, predict_zero_shot
-from lsllm.report import write_json_atomic
+from lsllm.files import write_json_atomic
 from lsllm.spans import split_words
 
 PROMPT_FILE = "prompt.json"

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lsllm.report import json_default, write_text_atomic
+from lsllm.files import json_default, write_text_atomic
 
 _FORMATS = ("jsonl", "csv")
 # Dict-valued columns under these keys are probability maps: {"pos": 0.9} -> prob_pos.

@@ -29,7 +29,7 @@ import torch
 
 from lsllm.errors import LsllmError, ModelSourceError  # noqa: F401  (ModelSourceError is re-exported)
 from lsllm.files import normal_mode
-from lsllm.report import write_text_atomic
+from lsllm.files import write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from lsllm.errors import ModelSourceError
-from lsllm.files import read_json_object
+from lsllm.files import read_json_object, write_json_atomic
 
 SPEC_FILE = "lsllm.json"
 
@@ -40,8 +40,6 @@ class ModelSpec:
         return len(self.labels)
 
     def save(self, folder: Path) -> None:
-        from lsllm.report import write_json_atomic
-
         write_json_atomic(Path(folder) / SPEC_FILE, asdict(self))
 
     @classmethod

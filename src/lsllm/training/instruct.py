@@ -12,7 +12,7 @@ from lsllm.data.encode import length_grouped_batches
 from lsllm.evaluate import autocast, autocast_dtype
 from lsllm.model.lora import apply_lora, resolve_lora
 from lsllm.prompting import build_answers, build_prompts, collate_instruct, instruct_features
-from lsllm.report import write_json_atomic
+from lsllm.files import write_json_atomic
 
 
 def instruction_tune(model, tokenizer, config, splits, prompt, work):

@@ -27,19 +27,18 @@ from lsllm.config import RunConfig
 from lsllm.data.encode import collate, encode, length_grouped_batches
 from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
+from lsllm.errors import RunFolderError  # noqa: F401  (re-exported: its old home)
 from lsllm.evaluate import autocast, autocast_dtype, predict_examples
+from lsllm.files import output_lock, write_json_atomic, write_text_atomic
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.build import build_model, compile_blocks, save_model
-from lsllm.predict import load_for_inference
-from lsllm.files import output_lock, write_json_atomic, write_text_atomic
 from lsllm.model.sources import resolve_source
+from lsllm.predict import load_for_inference
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from lsllm.training.outputs import write_final_reports
-from lsllm.training.resume import check_resume, record_run_inputs
-from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder
+from lsllm.training.resume import check_resume
+from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder, record_settings
 
-
-from lsllm.errors import RunFolderError  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -82,15 +81,20 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     process with the same output gets a clear error instead of mixing its files into this run."""
     config.validate()
     output = Path(config.output)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun/accelerate workers: rank 0 owns the folder
+    if not _rank_zero():  # torchrun/accelerate workers: rank 0 owns the folder
         return _train(config, output, resume, progress)
     with output_lock(output):
         return _train(config, output, resume, progress)
 
 
+def _rank_zero() -> bool:
+    """Rank 0 of a torchrun/accelerate launch (or a single process), known before accelerate starts."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> TrainResult:
     work = output.with_name(output.name + ".incomplete")
-    if int(os.environ.get("RANK", "0")) == 0:  # other ranks wait for rank 0's folder (accelerator barrier)
+    if _rank_zero():  # other ranks wait for rank 0's folder (accelerator barrier)
         check_run_folders(output, work, resume)
     changes = check_resume(work, config) if resume else []  # read-only: every rank refuses together
     splits = read_splits(config)
@@ -107,8 +111,7 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
     writer = accelerator.is_main_process
     if writer:
         if resume:
-            write_text_atomic(work / "config.yaml", config.to_yaml())  # only allowed fields can differ
-            record_run_inputs(work, config)
+            record_settings(work, config)  # check_resume allowed only the fields that may differ
         else:
             fresh_work_folder(work, config)
     accelerator.wait_for_everyone()

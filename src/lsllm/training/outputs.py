@@ -9,7 +9,8 @@ import torch
 from lsllm.evaluate import predict_examples
 from lsllm.metrics import MAIN_METRIC, confusion, format_report
 from lsllm.predict import prediction_rows
-from lsllm.report import plot_confusion, plot_curves, write_json_atomic, write_text_atomic
+from lsllm.files import write_json_atomic, write_text_atomic
+from lsllm.report import plot_confusion, plot_curves
 from lsllm.writers import write_predictions
 
 

@@ -17,7 +17,8 @@ from lsllm.model.sources import resolve_source
 from lsllm.prompt_predict import load_causal_lm, prompt_autocast, save_prompt_run, score_outputs
 from lsllm.prompting import (PromptConfig, few_shot_examples, load_prompt_config, parse_label_names,
                              predict_zero_shot)
-from lsllm.report import plot_confusion, write_json_atomic, write_text_atomic
+from lsllm.files import write_json_atomic, write_text_atomic
+from lsllm.report import plot_confusion
 from lsllm.training.run_folder import finish_run_folder
 from lsllm.writers import write_predictions
 

@@ -38,6 +38,11 @@ def fresh_work_folder(work: Path, config: RunConfig) -> None:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     (work / RUN_MARKER).write_text("lsllm run folder in progress; renamed to its final name when complete\n")
+    record_settings(work, config)
+
+
+def record_settings(work: Path, config: RunConfig) -> None:
+    """config.yaml and run_inputs.json as the run now stands (after a resume: with its allowed changes)."""
     write_text_atomic(work / "config.yaml", config.to_yaml())
     record_run_inputs(work, config)
 
