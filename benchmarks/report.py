@@ -22,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from lsllm.report import save_figure_atomic, write_text_atomic
+from lsllm.files import write_text_atomic
+from lsllm.report import save_figure_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py's test_sample

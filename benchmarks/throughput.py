@@ -8,7 +8,7 @@ Training variants (each runs in its own spawned process, so its peak memory is i
   reference  the original LS-LLaMA recipe on current transformers: every row padded/truncated to 64
              tokens, float32, eager attention, LoRA r12/a32/dropout 0.1 on q_proj,v_proj, random
              batches of 8, AdamW lr 1e-4 (weight decay 0.01, no warm-up, as in its Trainer setup)
-  lsllm      what `lsllm train` does by default: `build_model` defaults, `encode` once,
+  lsllm      what `lsllm train` does by default: `ModelConfig` defaults, `encode` once,
              `length_grouped_batches`, dynamic-padding `collate`, `autocast_dtype("auto")` autocast,
              AdamW with RunConfig's defaults
   lsllm-compile  the same with `--compile` (`compile_blocks`: torch.compile per transformer block),
@@ -50,17 +50,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
-from transformers import get_linear_schedule_with_warmup
 
-from lsllm.config import RunConfig
-from lsllm.data.encode import collate, encode, length_grouped_batches
+from lsllm.config import ModelConfig, RunConfig
+from lsllm.data.encode import IGNORE_INDEX, collate, encode, length_grouped_batches
 from lsllm.data.labels import LabelSet, build_label_set
 from lsllm.data.readers import read_examples
-from lsllm.evaluate import autocast, autocast_dtype, infer, predict_examples
+from lsllm.inference.batched import infer, predict_examples
+from lsllm.inference.precision import autocast_dtype, cpu_matrix_flags, cpu_name
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.build import build_model, compile_blocks, save_model
 from lsllm.model.export import export_model
 from lsllm.model.sources import resolve_source
+from lsllm.training.step import TrainStep, make_optimizer
 
 MODEL = "smollm2-135m"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -137,13 +138,9 @@ def machine_info(device: torch.device) -> dict:
     import peft
     import transformers
 
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu": cpu_name(), "cpu_matrix_flags": sorted(cpu_matrix_flags()), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "load_average_1m": round(os.getloadavg()[0], 2), "device": device.type,
             "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
             "autocast_dtype_auto": str(autocast_dtype("auto", device)), "python": platform.python_version(),
@@ -273,12 +270,13 @@ def train_variant(job: dict) -> dict:
 def build_variant(variant: str, workload: Workload, labels: list[str], device: torch.device):
     if variant == "reference":
         recipe = REFERENCE
-        model, tokenizer = build_model(MODEL, workload.task, labels, bidirectional=workload.bidirectional,
-                                       lora="paper", attn_implementation="eager", max_length=REF_MAX_LENGTH)
+        config = ModelConfig(model=MODEL, task=workload.task, bidirectional=workload.bidirectional, lora="paper",
+                             attn_implementation="eager")
+        model, tokenizer = build_model(config, labels, max_length=REF_MAX_LENGTH)
     else:
         recipe = lsllm_recipe()
-        model, tokenizer = build_model(MODEL, workload.task, labels, bidirectional=workload.bidirectional,
-                                       max_length=recipe["max_length"],
+        config = ModelConfig(model=MODEL, task=workload.task, bidirectional=workload.bidirectional)
+        model, tokenizer = build_model(config, labels, max_length=recipe["max_length"],
                                        frozen_dtype=autocast_dtype(recipe["precision"], device))
     return model.to(device).train(), tokenizer, recipe
 
@@ -309,27 +307,16 @@ def reference_tensors(workload: Workload, examples: list, tokenizer, labels: Lab
     extra = REF_MAX_LENGTH - batch["input_ids"].shape[1]
     return {"input_ids": F.pad(batch["input_ids"], (0, extra), value=tokenizer.pad_token_id),
             "attention_mask": F.pad(batch["attention_mask"], (0, extra), value=0),
-            "labels": F.pad(batch["labels"], (0, extra), value=-100)}
+            "labels": F.pad(batch["labels"], (0, extra), value=IGNORE_INDEX)}
 
 
 def make_train_step(model, recipe: dict, total_steps: int, device: torch.device, dtype: torch.dtype | None):
-    """One optimizer step as lsllm's loop takes it (forward under autocast, backward, clip, AdamW, schedule)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe["warmup_ratio"] * total_steps), total_steps)
-
-    def step(batch: dict[str, torch.Tensor]) -> float:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast(device, dtype):
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, recipe["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.item()  # .item() waits for the device, so wall time is honest on GPUs too
-
-    return step
+    """lsllm's own optimizer step (`training/step.py`: forward under autocast, backward, clip, AdamW,
+    schedule) on one batch; its loss `.item()` waits for the device, so wall time is honest on GPUs too."""
+    optimizer, scheduler, params = make_optimizer(model, recipe["lr"], recipe["weight_decay"], recipe["warmup_ratio"],
+                                                  total_steps)
+    step = TrainStep(model, optimizer, scheduler, params, dtype, recipe["max_grad_norm"], device)
+    return lambda batch: step([batch])[0]
 
 
 def count_flops(step, get_batch, batches: list[list[int]]) -> tuple[int, int]:
@@ -364,7 +351,8 @@ CPU_SDPA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _c
 def export_merged(folder: str) -> None:
     """An untrained LS model (causal, last pooling) merged into an AutoModelForSequenceClassification folder."""
     worker_setup()
-    model, tokenizer = build_model(MODEL, "seq", ["0", "1"], bidirectional=False, pooling="last")
+    config = ModelConfig(model=MODEL, task="seq", bidirectional=False, pooling="last")
+    model, tokenizer = build_model(config, ["0", "1"])
     save_model(model, tokenizer, Path(folder) / "run")
     export_model(Path(folder) / "run", Path(folder) / "merged", merge=True)
 

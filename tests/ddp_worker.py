@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from lsllm.config import RunConfig
+from lsllm.training.checkpoint import trainable_state_dict
 from lsllm.training.loop import train
 
 model_dir, train_file, dev_file, output, hashes = sys.argv[1:6]
@@ -14,7 +15,7 @@ config.train.max_steps, config.train.eval_every, config.train.batch_size, config
 config.output = output
 result = train(config, progress=False)
 digest = hashlib.sha256()
-for name, tensor in sorted(result.model.trainable_state_dict().items()):
+for name, tensor in sorted(trainable_state_dict(result.model).items()):
     digest.update(name.encode())
     digest.update(tensor.detach().float().numpy().tobytes())
 rank = __import__("os").environ.get("RANK", "0")

@@ -3,7 +3,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from lsllm.model.attention import AttentionModeError, check_attention, position_ids_from_mask, set_attention_mode
+from lsllm.errors import AttentionModeError
+from lsllm.model.attention import check_attention, position_ids_from_mask, set_attention_mode
 from conftest import DECODER_FAMILIES
 
 

@@ -6,9 +6,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+from lsllm.config import ModelConfig
+from lsllm.data.encode import IGNORE_INDEX
 from lsllm.model.build import build_model, compile_blocks, load_model, save_model
 from lsllm.model.export import export_model
-from lsllm.model.sources import ModelSourceError, resolve_source
+from lsllm.errors import ModelSourceError
+from lsllm.model.sources import resolve_source
 from conftest import DECODER_FAMILIES
 
 LABELS = ["neg", "pos", "neu"]
@@ -29,7 +32,8 @@ def _logits(model, ids, mask):
 @pytest.mark.parametrize("family", DECODER_FAMILIES + ["bert"])
 @pytest.mark.parametrize("task", ["seq", "token"])
 def test_save_and_reload_give_identical_logits(tiny_models, tmp_path, family, task):
-    model, tok = build_model(str(tiny_models[family]), task, LABELS, bidirectional=True, lora="all-linear")
+    config = ModelConfig(model=str(tiny_models[family]), task=task, bidirectional=True, lora="all-linear")
+    model, tok = build_model(config, LABELS)
     ids, mask = _batch(tok)
     # Give LoRA non-zero weights so the adapter really matters.
     for name, p in model.named_parameters():
@@ -44,7 +48,8 @@ def test_save_and_reload_give_identical_logits(tiny_models, tmp_path, family, ta
 
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_attention_mode_survives_reload(tiny_models, tmp_path, bidirectional):
-    model, tok = build_model(str(tiny_models["qwen3"]), "token", LABELS, bidirectional=bidirectional)
+    model, tok = build_model(ModelConfig(model=str(tiny_models["qwen3"]), task="token", bidirectional=bidirectional),
+                             LABELS)
     save_model(model, tok, tmp_path / "m")
     reloaded, _ = load_model(tmp_path / "m")
     assert reloaded.spec.bidirectional is bidirectional
@@ -57,7 +62,8 @@ def test_attention_mode_survives_reload(tiny_models, tmp_path, bidirectional):
 
 
 def test_left_and_right_padding_agree(tiny_models):
-    model, tok = build_model(str(tiny_models["llama"]), "seq", LABELS, bidirectional=False, pooling="last")
+    config = ModelConfig(model=str(tiny_models["llama"]), task="seq", bidirectional=False, pooling="last")
+    model, tok = build_model(config, LABELS)
     right, left = _logits(model, *_batch(tok, "right")), _logits(model, *_batch(tok, "left"))
     torch.testing.assert_close(right, left, atol=1e-5, rtol=1e-4)
 
@@ -65,8 +71,9 @@ def test_left_and_right_padding_agree(tiny_models):
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "qwen3"])
 @pytest.mark.parametrize("task,bidirectional", [("seq", False), ("seq", True), ("token", True), ("token", False)])
 def test_merged_export_loads_with_transformers_auto_classes(tiny_models, tmp_path, family, task, bidirectional):
-    model, tok = build_model(str(tiny_models[family]), task, LABELS, bidirectional=bidirectional, pooling="last",
-                             lora="paper")
+    config = ModelConfig(model=str(tiny_models[family]), task=task, bidirectional=bidirectional, pooling="last",
+                         lora="paper")
+    model, tok = build_model(config, LABELS)
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -88,7 +95,8 @@ def test_merged_export_loads_with_transformers_auto_classes(tiny_models, tmp_pat
 
 
 def test_merged_export_of_max_pooling_keeps_lsllm_head(tiny_models, tmp_path):
-    model, tok = build_model(str(tiny_models["llama"]), "seq", LABELS, bidirectional=True, pooling="max")
+    config = ModelConfig(model=str(tiny_models["llama"]), task="seq", bidirectional=True, pooling="max")
+    model, tok = build_model(config, LABELS)
     save_model(model, tok, tmp_path / "run")
     out = export_model(tmp_path / "run", tmp_path / "export", merge=True)
     assert (out / "head.safetensors").is_file() and not (out / "adapter").exists()
@@ -97,27 +105,27 @@ def test_merged_export_of_max_pooling_keeps_lsllm_head(tiny_models, tmp_path):
 
 
 def test_lora_presets_and_full_finetuning(tiny_models):
-    paper, _ = build_model(str(tiny_models["llama"]), "seq", LABELS, lora="paper")
+    paper, _ = build_model(ModelConfig(model=str(tiny_models["llama"]), task="seq", lora="paper"), LABELS)
     assert paper.spec.lora == {"preset": "paper", "r": 12, "alpha": 32, "dropout": 0.1, "targets": ["q_proj", "v_proj"]}
     trainable = [n for n, p in paper.named_parameters() if p.requires_grad]
     assert all("lora_" in n or n.startswith("score.") for n in trainable)
     assert "score.weight" in trainable
     assert any("q_proj.lora_A" in n for n in trainable) and not any("k_proj" in n for n in trainable)
-    alllin, _ = build_model(str(tiny_models["llama"]), "seq", LABELS, lora="all-linear")
+    alllin, _ = build_model(ModelConfig(model=str(tiny_models["llama"]), task="seq", lora="all-linear"), LABELS)
     assert set(alllin.spec.lora["targets"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                  "down_proj"}
-    full, _ = build_model(str(tiny_models["bert"]), "seq", LABELS, lora="none")
+    full, _ = build_model(ModelConfig(model=str(tiny_models["bert"]), task="seq", lora="none"), LABELS)
     assert full.spec.lora == {} and all(p.requires_grad for p in full.parameters())
     assert full.spec.encoder and full.spec.bidirectional and full.spec.pooling == "first"
 
 
 def test_encoder_refuses_causal(tiny_models):
     with pytest.raises(ValueError, match="encoder"):
-        build_model(str(tiny_models["bert"]), "seq", LABELS, bidirectional=False)
+        build_model(ModelConfig(model=str(tiny_models["bert"]), task="seq", bidirectional=False), LABELS)
 
 
 def test_pad_token_is_added_and_set_in_config(tiny_models):
-    model, tok = build_model(str(tiny_models["llama"]), "seq", LABELS)
+    model, tok = build_model(ModelConfig(model=str(tiny_models["llama"]), task="seq"), LABELS)
     assert tok.pad_token == "</s>"
     assert model.backbone.get_base_model().config.pad_token_id == tok.pad_token_id
 
@@ -146,7 +154,8 @@ def test_gguf_alias_is_cached(smollm2):
 @pytest.mark.slow
 def test_ten_lora_steps_lower_the_loss_on_smollm2(smollm2):
     torch.manual_seed(0)
-    model, tok = build_model("smollm2-135m", "seq", ["negative", "positive"], bidirectional=True)
+    config = ModelConfig(model="smollm2-135m", task="seq", bidirectional=True)
+    model, tok = build_model(config, ["negative", "positive"])
     texts = ["a wonderful, moving film", "dull and lifeless", "i loved every minute", "a boring mess",
              "brilliant acting and a great story", "the worst movie of the year", "charming and funny", "awful"]
     labels = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
@@ -170,7 +179,7 @@ def test_ten_lora_steps_lower_the_loss_on_smollm2(smollm2):
 def test_default_attention_follows_the_task(tiny_models, family, task, expected):
     """No --bidirectional/--causal: LS (causal, last) for sequence tasks, LS-un for token tasks, encoders
     always bidirectional (the defaults the measurements in benchmarks/RESULTS.md support)."""
-    model, _ = build_model(str(tiny_models[family]), task, LABELS)
+    model, _ = build_model(ModelConfig(model=str(tiny_models[family]), task=task), LABELS)
     assert model.spec.bidirectional is expected
     assert model.spec.pooling == ("first" if family == "bert" else "mean" if expected else "last")
 
@@ -178,14 +187,14 @@ def test_default_attention_follows_the_task(tiny_models, family, task, expected)
 def test_compiled_blocks_match_eager_and_keep_parameter_names(tiny_models, tmp_path):
     """`--compile`: same logits and gradients as eager (padding still masked, attention still
     bidirectional), and a saved model keeps its parameter names."""
-    model, tok = build_model(str(tiny_models["llama"]), "token", LABELS, bidirectional=True)
+    model, tok = build_model(ModelConfig(model=str(tiny_models["llama"]), task="token", bidirectional=True), LABELS)
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
     model.dropout.p = 0.0
     names = [n for n, _ in model.named_parameters()]
     ids, mask = _batch(tok)
-    labels = torch.where(mask.bool(), 1, -100)
+    labels = torch.where(mask.bool(), 1, IGNORE_INDEX)
 
     def loss_and_grads():
         model.zero_grad()

@@ -11,15 +11,16 @@ from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
 from lsllm.errors import RunFolderError
+from lsllm.config import ModelConfig
 from lsllm.model.build import build_model
-from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, trainable_state_dict
 
 TOTAL, SPLIT = 6, 3
 
 
 def fresh(model_path):
     """Model, AdamW and warmup/decay schedule, built the way the training loop builds them."""
-    model, _ = build_model(str(model_path), "seq", ["neg", "pos"], dropout=0.1, seed=0)
+    model, _ = build_model(ModelConfig(model=str(model_path), task="seq", dropout=0.1), ["neg", "pos"], seed=0)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)
     return model, optimizer, get_linear_schedule_with_warmup(optimizer, 2, TOTAL)
@@ -46,7 +47,7 @@ def seed_all(seed):
 
 def assert_same_training_state(a, b):
     (model_a, opt_a, sched_a), (model_b, opt_b, sched_b) = a, b
-    wa, wb = model_a.trainable_state_dict(), model_b.trainable_state_dict()
+    wa, wb = trainable_state_dict(model_a), trainable_state_dict(model_b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     sa, sb = opt_a.state_dict(), opt_b.state_dict()
     assert sa["param_groups"] == sb["param_groups"] and sa["state"].keys() == sb["state"].keys()
@@ -185,11 +186,11 @@ DAMAGE = [
 def test_damaged_checkpoint_is_refused_before_anything_changes(saved, tiny_models, what, damage, message):
     damage(saved / CHECKPOINT)
     objects = fresh(tiny_models["llama"])
-    before = {k: v.clone() for k, v in objects[0].trainable_state_dict().items()}
+    before = {k: v.clone() for k, v in trainable_state_dict(objects[0]).items()}
     rng = torch.get_rng_state()
     with pytest.raises(RunFolderError, match=message) as err:
         load_checkpoint(saved, *objects)
     assert str(saved / CHECKPOINT) in str(err.value) and "delete it to start over" in str(err.value)
     assert "\n" not in str(err.value)
-    assert all(torch.equal(v, before[k]) for k, v in objects[0].trainable_state_dict().items())
+    assert all(torch.equal(v, before[k]) for k, v in trainable_state_dict(objects[0]).items())
     assert not objects[1].state_dict()["state"] and torch.equal(torch.get_rng_state(), rng)

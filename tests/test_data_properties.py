@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lsllm.data.readers import HEADER_NAMES, read_examples
-from lsllm.data.records import DataError
+from lsllm.errors import DataError
 
 # database=None: no replay of examples saved by earlier runs, so every run (CI included) draws the same ones.
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -287,6 +287,9 @@ def test_conll_mutations_read_exactly_or_fail(folder, sentences, separator, data
     except DataError as e:
         assert "\n" not in str(e) and str(path) in str(e)
         return
+    widths = {len(line.split()) for line in changed.splitlines() if line.strip()}
+    if len(widths) == 1 and widths != {2}:  # e.g. two rows joined into one "token extra tag" row: every row
+        return                               # now has the same wider layout, a well-formed CoNLL file
     assert_token_pairs(got, original, kind)
 
 
@@ -297,7 +300,9 @@ def assert_token_pairs(got: list, original: list, kind: str) -> None:
     if kind == "truncate":
         k = len(got)
         assert loose(got[:-1]) == loose(original[: k - 1])
-        (tok, tag), (tok0, tag0) = loose(got[-1:])[0], loose(original[k - 1: k])[0]
-        assert (tok == tok0 and tag0.startswith(tag)) or (tok0.startswith(tok) and tag == tag0)
+        (tok, tag), (tok0, tag0) = got[-1], original[k - 1]
+        # The cut row's tag is a prefix of the original one ("B" of "B-PER"; "I-P" of "I-PER" read as "B-P").
+        cut_tag = tag0.startswith(tag) or tag0[2:].startswith(tag[2:]) and tag[:2] in ("B-", "I-")
+        assert (tok == tok0 and cut_tag) or (tok0.startswith(tok) and loose([(tok, tag)]) == loose([(tok, tag0)]))
         return
     assert_not_shifted(loose(got), loose(original), kind)

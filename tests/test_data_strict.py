@@ -9,7 +9,8 @@ import pytest
 
 from lsllm.data.labels import build_label_set, check_labels
 from lsllm.data.readers import FORMATS, read_examples, read_texts
-from lsllm.data.records import DataError, SeqExample, TokenExample
+from lsllm.data.records import SeqExample, TokenExample
+from lsllm.errors import DataError
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

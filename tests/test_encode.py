@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lsllm.data.encode import (IGNORE, collate, encode_seq, encode_tokens, length_grouped_batches, sorted_batches,
-                               special_tokens, word_scores)
+from lsllm.data.encode import (IGNORE_INDEX, collate, encode_seq, encode_tokens, length_grouped_batches,
+                               sorted_batches, special_tokens, word_scores)
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.model.build import load_tokenizer
@@ -26,7 +26,7 @@ def test_every_word_gets_exactly_one_labelled_first_subtoken(tokenizer):
     labelled = [(p, w) for p, w in enumerate(f.word_ids) if w >= 0]
     assert [w for _, w in labelled] == list(range(len(words)))
     assert [TAGS.names[f.labels[p]] for p, _ in labelled] == tags
-    assert sum(label != IGNORE for label in f.labels) == len(words)
+    assert sum(label != IGNORE_INDEX for label in f.labels) == len(words)
     prefix, suffix = special_tokens(tokenizer)
     assert f.input_ids[:len(prefix)] == prefix and f.input_ids[len(f.input_ids) - len(suffix):] == suffix
 
@@ -35,7 +35,7 @@ def test_all_subtokens_option_labels_continuations(tokenizer):
     words = ["Kyiv-Pechersk", "Lavra"]
     [first] = encode_tokens([TokenExample(words, ["B-LOC", "I-LOC"])], tokenizer, TAGS, 64)
     [every] = encode_tokens([TokenExample(words, ["B-LOC", "I-LOC"])], tokenizer, TAGS, 64, label_all_subtokens=True)
-    assert sum(x != IGNORE for x in every.labels) > sum(x != IGNORE for x in first.labels) == 2
+    assert sum(x != IGNORE_INDEX for x in every.labels) > sum(x != IGNORE_INDEX for x in first.labels) == 2
 
 
 def test_long_sentences_are_windowed_and_no_word_is_dropped(tokenizer):
@@ -75,8 +75,8 @@ def test_collate_pads_dynamically():
     batch = collate([Feature([5, 6, 7], 1, 0), Feature([8], 0, 1)], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    tokens = collate([Feature([5, 6], [1, IGNORE], 0), Feature([8], [2], 1)], pad_id=0)
-    assert tokens["labels"].tolist() == [[1, IGNORE], [2, IGNORE]]
+    tokens = collate([Feature([5, 6], [1, IGNORE_INDEX], 0), Feature([8], [2], 1)], pad_id=0)
+    assert tokens["labels"].tolist() == [[1, IGNORE_INDEX], [2, IGNORE_INDEX]]
 
 
 def test_length_grouped_batches_are_a_seeded_permutation():
@@ -91,3 +91,4 @@ def test_length_grouped_batches_are_a_seeded_permutation():
     assert spread(a) < 0.4 * spread(unsorted)  # similar lengths share a batch
     s = sorted_batches(lengths, 16)
     assert sorted(i for b in s for i in b) == list(range(200))
+

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from lsllm.config import ModelConfig
 from lsllm.errors import ModelSourceError
 from lsllm.model.build import build_model, load_model, save_model
 from lsllm.model.sources import portable_source, resolve_source
-from lsllm.prompt_predict import PROMPT_FILE, PromptPredictor, save_prompt_run
+from lsllm.model.spec import ModelSpec
+from lsllm.prompting.predictor import PROMPT_FILE, PromptPredictor, save_prompt_run
 from lsllm.prompting import PromptConfig
 
 LABELS = ["neg", "pos"]
@@ -148,7 +150,7 @@ def test_broken_model_folders_and_pickled_weights(tiny_models, tmp_path):
     pickled = folder("pickled", lambda p: (p / "model.safetensors").rename(p / "pytorch_model.bin"))
     _raises(lambda: resolve_source(str(pickled)), pickled, "pytorch_model.bin", "safetensors only")
     # A LoRA adapter saved as a pickle is refused before anything is unpickled.
-    model, tok = build_model(str(tiny_models["llama"]), "seq", LABELS)
+    model, tok = build_model(ModelConfig(model=str(tiny_models["llama"]), task="seq"), LABELS)
     save_model(model, tok, tmp_path / "run")
     adapter = tmp_path / "run" / "adapter"
     (adapter / "adapter_model.safetensors").rename(adapter / "adapter_model.bin")
@@ -159,7 +161,7 @@ def test_broken_model_folders_and_pickled_weights(tiny_models, tmp_path):
 
 
 def test_invalid_lsllm_json_names_the_file(tiny_models, tmp_path):
-    model, tok = build_model(str(tiny_models["llama"]), "seq", LABELS, lora="none")
+    model, tok = build_model(ModelConfig(model=str(tiny_models["llama"]), task="seq", lora="none"), LABELS)
     save_model(model, tok, tmp_path / "m")
     spec_file = tmp_path / "m" / "lsllm.json"
     good = json.loads(spec_file.read_text())
@@ -176,6 +178,18 @@ def test_invalid_lsllm_json_names_the_file(tiny_models, tmp_path):
     _raises(lambda: load_model(tmp_path), tmp_path, "not an lsllm model or run folder", "lsllm.json")
 
 
+def test_old_lsllm_json_with_problem_type_loads(tmp_path):
+    # lsllm.json files written before problem_type was retired carry "problem_type": "single_label".
+    ModelSpec(task="seq", labels=LABELS, base_model="smollm2-135m").save(tmp_path)
+    spec_file = tmp_path / "lsllm.json"
+    good = json.loads(spec_file.read_text())
+    assert "problem_type" not in good
+    spec_file.write_text(json.dumps(good | {"problem_type": "single_label"}))
+    assert ModelSpec.load(tmp_path) == ModelSpec(**good)
+    spec_file.write_text(json.dumps(good | {"problem_type": "multi_label"}))
+    _raises(lambda: ModelSpec.load(tmp_path), spec_file, "'problem_type' is \"multi_label\"", "single_label")
+
+
 # -- 5. relative base-model paths -----------------------------------------------------------------
 
 
@@ -184,7 +198,8 @@ def test_relative_base_model_is_recorded_absolute(tiny_models, tmp_path, monkeyp
     shutil.copytree(tiny_models["llama"], here / "models" / "tiny")
     elsewhere.mkdir()
     monkeypatch.chdir(here)
-    model, tok = build_model("models/tiny", "seq", LABELS)  # LoRA: the run keeps only an adapter
+    # LoRA: the run keeps only an adapter
+    model, tok = build_model(ModelConfig(model="models/tiny", task="seq"), LABELS)
     assert model.spec.base_model == str(here / "models" / "tiny")
     save_model(model, tok, here / "run")
     ids = torch.tensor([[5, 9, 13]])

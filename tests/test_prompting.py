@@ -1,6 +1,7 @@
 """Prompting baselines: label scoring, generation, prompt building, NER output parsing, instruct features."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
@@ -9,7 +10,8 @@ import lsllm.prompting as prompting
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.model.build import load_tokenizer
-from lsllm.prompting import (DEFAULT_TEMPLATE, IGNORE_INDEX, INVALID, NER_TEMPLATE, PromptConfig, build_answers,
+from lsllm.data.encode import IGNORE_INDEX
+from lsllm.prompting import (DEFAULT_TEMPLATE, INVALID, NER_TEMPLATE, PromptConfig, build_answers,
                              build_prompts, collate_instruct, continuation_ids, entities_to_tags, generate_labels,
                              generate_texts, instruct_features, label_log_likelihoods, load_prompt_config, match_label,
                              parse_entities, parse_label_names, predict_zero_shot, score_labels, select_shots)
@@ -335,31 +337,31 @@ def test_predict_zero_shot_scores_sequences(llama, tok):
     examples = [SeqExample("a good movie"), SeqExample("a bad film"), SeqExample("boring plot")]
     config = PromptConfig(label_names={"0": "bad film", "1": "good"})
     result = predict_zero_shot(llama, tok, examples, SEQ_LABELS, config, batch_size=2)
-    assert result["invalid"] == 0 and len(result["predictions"]) == 3
-    assert set(result["predictions"]) <= {"0", "1"}
-    for row, predicted in zip(result["probabilities"], result["predictions"]):
+    assert result.invalid == 0 and len(result.predictions) == 3
+    assert set(result.predictions) <= {"0", "1"}
+    for row, predicted in zip(result.probabilities, result.predictions):
         assert sum(row) == pytest.approx(1.0)
-        assert SEQ_LABELS.names[row.index(max(row))] == predicted
+        assert SEQ_LABELS.names[int(row.argmax())] == predicted
     few = predict_zero_shot(llama, tok, examples, SEQ_LABELS, PromptConfig(k_shot=2), train_examples=TRAIN)
-    assert len(few["predictions"]) == 3
+    assert len(few.predictions) == 3
     with pytest.raises(ValueError, match="training examples"):
         predict_zero_shot(llama, tok, examples, SEQ_LABELS, PromptConfig(k_shot=2))
 
 
 def test_predict_zero_shot_generate_maps_outputs(monkeypatch, llama, tok):
     outputs = iter([["positive", " Negative.\nmore", "maybe"]])
-    monkeypatch.setattr(prompting, "generate_texts", lambda *args: next(outputs))
+    monkeypatch.setattr(prompting.generation, "generate_texts", lambda *args: next(outputs))
     examples = [SeqExample("a"), SeqExample("b"), SeqExample("c")]
     config = PromptConfig(label_names={"0": "negative", "1": "positive"})
     result = predict_zero_shot(llama, tok, examples, SEQ_LABELS, config, mode="generate")
-    assert result["predictions"] == ["1", "0", INVALID]
-    assert result["invalid"] == 1 and result["raw"][2] == "maybe"
+    assert result.predictions == ["1", "0", INVALID]
+    assert result.invalid == 1 and result.raw[2] == "maybe"
 
 
 @pytest.mark.parametrize("tagset", ["bio", "plain"])
 def test_predict_zero_shot_tags_sentences(monkeypatch, llama, tok, tagset):
     outputs = iter([["person: john; location: new york", "garbage", "none", "location: paris; person: nobody"]])
-    monkeypatch.setattr(prompting, "generate_texts", lambda *args: next(outputs))
+    monkeypatch.setattr(prompting.predict, "generate_texts", lambda *args: next(outputs))
     names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"] if tagset == "bio" else ["O", "LOC", "PER"]
     sentences = [["john", "said", "in", "new", "york"], ["mary", "said"], ["it", "is"], ["in", "paris"]]
     config = PromptConfig(label_names={"PER": "person", "LOC": "location"})
@@ -367,8 +369,8 @@ def test_predict_zero_shot_tags_sentences(monkeypatch, llama, tok, tagset):
     expected = [["B-PER", "O", "O", "B-LOC", "I-LOC"], ["O", "O"], ["O", "O"], ["O", "B-LOC"]]
     if tagset == "plain":
         expected = [[t if t == "O" else t[2:] for t in tags] for tags in expected]
-    assert result["predictions"] == expected
-    assert result["invalid"] == 1 and len(result["raw"]) == 4
+    assert result.predictions == expected
+    assert result.invalid == 1 and len(result.raw) == 4
 
 
 # --------------------------------------------------------------------------
@@ -401,14 +403,14 @@ def test_smollm2_zero_and_few_shot_sentiment(smollm2):
     names = {"0": "negative", "1": "positive"}
 
     zero = predict_zero_shot(model, tokenizer, examples, SEQ_LABELS, PromptConfig(label_names=names))
-    assert zero["invalid"] == 0 and set(zero["predictions"]) <= {"0", "1"}
-    p_positive = torch.tensor(zero["probabilities"])[:, 1]
-    assert torch.tensor(zero["probabilities"]).sum(-1).tolist() == pytest.approx([1.0] * 8)
+    assert zero.invalid == 0 and set(zero.predictions) <= {"0", "1"}
+    p_positive = torch.tensor(np.array(zero.probabilities))[:, 1]
+    assert torch.tensor(np.array(zero.probabilities)).sum(-1).tolist() == pytest.approx([1.0] * 8)
     # A 135M model is biased towards one label zero-shot, but it must rank positive texts above negative ones.
     assert p_positive[:4].mean() > p_positive[4:].mean()
 
     few = predict_zero_shot(model, tokenizer, examples, SEQ_LABELS,
                             PromptConfig(label_names=names, k_shot=4, use_chat_template=False),
                             train_examples=SENTIMENT_TRAIN)
-    correct = sum(p == e.label for p, e in zip(few["predictions"], examples))
+    correct = sum(p == e.label for p, e in zip(few.predictions, examples))
     assert correct >= 6, few

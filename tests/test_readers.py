@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from lsllm.data.readers import detect_format, iob1_to_iob2, read_examples, read_texts
-from lsllm.data.records import DataError, SeqExample, TokenExample
+from lsllm.data.records import SeqExample, TokenExample
+from lsllm.errors import DataError
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -7,14 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lsllm import report
-from lsllm.report import (
-    plot_confusion,
-    plot_curves,
-    save_figure_atomic,
-    write_json_atomic,
-    write_text_atomic,
-)
+from lsllm import files
+from lsllm.files import write_json_atomic, write_text_atomic
+from lsllm.report import plot_confusion, plot_curves, save_figure_atomic
 
 
 def _assert_png(path):
@@ -103,7 +98,7 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(report.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError):
         write_json_atomic(path, {"v": 2})
     monkeypatch.undo()

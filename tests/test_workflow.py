@@ -1,7 +1,9 @@
 """End to end on tiny in-process models: train -> eval -> predict -> export -> reload, from the CLI."""
+import copy
 import csv
 import json
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from typer.testing import CliRunner
 
 from lsllm.cli import app
 from lsllm.config import RunConfig
+from lsllm.errors import RunFolderError
 from lsllm.predict import Predictor
 from lsllm.training.loop import train
 
@@ -111,6 +114,25 @@ def test_token_task_from_conll(tiny_models, tmp_path):
         assert row["text"][e["start"]:e["end"]] == e["text"]
 
 
+@contextmanager
+def killed_after_checkpoint(monkeypatch, step: int):
+    """The training process dies (KeyboardInterrupt) right after writing the checkpoint of `step`."""
+    import lsllm.training.loop as loop
+
+    real = loop.save_checkpoint
+
+    def save_then_die(work, model, optimizer, scheduler, state):
+        real(work, model, optimizer, scheduler, state)
+        if state["step"] == step:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(loop, "save_checkpoint", real)
+
+
 def test_same_seed_same_metrics_and_resume_matches(tiny_models, seq_data, tmp_path, monkeypatch):
     train_path, dev, test = seq_data
 
@@ -127,20 +149,10 @@ def test_same_seed_same_metrics_and_resume_matches(tiny_models, seq_data, tmp_pa
     assert a["validation"] == b["validation"] and a["test"] == b["test"]
 
     # Kill the run right after the checkpoint at step 8, then resume it.
-    import lsllm.training.loop as loop
-    real = loop.save_checkpoint
-
-    def crash_after_step_8(work, model, optimizer, scheduler, state):
-        real(work, model, optimizer, scheduler, state)
-        if state["step"] == 8:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(loop, "save_checkpoint", crash_after_step_8)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(monkeypatch, 8), pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "c"), progress=False)
     assert (tmp_path / "c.incomplete" / "checkpoint").is_dir() and not (tmp_path / "c").exists()
-    monkeypatch.setattr(loop, "save_checkpoint", real)
-    with pytest.raises(loop.RunFolderError, match="--resume"):  # never silently thrown away
+    with pytest.raises(RunFolderError, match="--resume"):  # never silently thrown away
         train(config(tmp_path / "c"), progress=False)
     c = train(config(tmp_path / "c"), resume=True, progress=False).metrics
     assert c["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=1e-6)
@@ -235,17 +247,28 @@ def test_early_stopping_grad_accum_and_class_weights(tiny_models, seq_data, tmp_
     assert [r["step"] for r in log if r["type"] == "eval"] == [1, 2, 3]
 
 
-def test_instruct_baseline_trains_answer_only_and_scores(tiny_models, seq_data, tmp_path):
+def _instruct_config(model, seq_data, out):
     train_path, dev, test = seq_data
+    c = RunConfig()
+    c.method = "instruct"
+    c.data.train, c.data.validation, c.data.test = str(train_path), str(dev), str(test)
+    c.model.model = str(model)
+    c.train.max_steps, c.train.eval_every, c.train.lr, c.train.log_every = 6, 2, 3e-3, 1
+    c.output = str(out)
+    return c
+
+
+def test_instruct_baseline_trains_in_the_one_loop_and_resumes(tiny_models, seq_data, tmp_path, monkeypatch):
+    """Instruction tuning goes through the LS training loop: validation picks the best step, log.jsonl
+    records it, the adapter predicts from the run folder, and a killed run resumes to the same result."""
+    test = seq_data[2]
     run = tmp_path / "instruct"
-    result = runner.invoke(app, ["train", "--method", "instruct", "--model", str(tiny_models["llama"]),
-                                 "--train", str(train_path), "--validation", str(dev), "--test", str(test),
-                                 "--max-steps", "6", "--lr", "3e-3", "--output", str(run)])
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["method"] == "instruct" and {"accuracy", "invalid"} <= set(metrics["test"])
-    log = json.loads((run / "instruct_log.json").read_text())
-    assert log["steps"] == 6 and log["lora"]["preset"] == "all-linear"
+    a = train(_instruct_config(tiny_models["llama"], seq_data, run), progress=False).metrics
+    assert a["method"] == "instruct" and {"accuracy", "invalid"} <= set(a["test"])
+    assert a["steps"] == 6 and a["lora"]["preset"] == "all-linear" and a["best_step"] in (2, 4, 6)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "eval"] == [2, 4, 6]
+    assert [r["step"] for r in log if r["type"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert (run / "model" / "adapter" / "adapter_config.json").is_file()
     # predict loads base model + adapter from the run folder and reproduces the run's test predictions
     from lsllm.predict import predict
@@ -254,6 +277,37 @@ def test_instruct_baseline_trains_answer_only_and_scores(tiny_models, seq_data, 
     again = predict(run, input=str(test))
     assert [r["label"] for r in again] == [r["label"] for r in rows]
     assert [r["gold"] for r in again] == [r["gold"] for r in rows]
+
+    with killed_after_checkpoint(monkeypatch, 4), pytest.raises(KeyboardInterrupt):
+        train(_instruct_config(tiny_models["llama"], seq_data, tmp_path / "b"), progress=False)
+    b = train(_instruct_config(tiny_models["llama"], seq_data, tmp_path / "b"), resume=True, progress=False).metrics
+    resumed = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [(r["type"], r["step"]) for r in resumed] == [(r["type"], r["step"]) for r in log]
+    assert [r["loss"] for r in resumed if r["type"] == "train"] == pytest.approx(
+        [r["loss"] for r in log if r["type"] == "train"], rel=1e-4)
+    assert b["test"]["accuracy"] == a["test"]["accuracy"] and b["best_step"] == a["best_step"]
+
+
+def test_every_method_writes_the_same_run_folder(tiny_models, seq_data, tmp_path):
+    """LS, zero-shot and instruct runs hold the same files (the model itself aside) and the same rows."""
+    train_path, dev, test = seq_data
+    ls = RunConfig()
+    ls.data.train, ls.data.validation, ls.data.test = str(train_path), str(dev), str(test)
+    ls.model.model, ls.train.max_steps, ls.output = str(tiny_models["llama"]), 2, str(tmp_path / "ls")
+    zero = copy.deepcopy(ls)
+    zero.method, zero.output = "zero-shot", str(tmp_path / "zero")
+    instruct = _instruct_config(tiny_models["llama"], seq_data, tmp_path / "instruct")
+    common = {"config.yaml", "run_inputs.json", "log.jsonl", "metrics.json", "report.txt", "labels.txt",
+              "curves.png", "confusion.png", "best_validation.json", "validation_predictions.jsonl",
+              "test_predictions.jsonl"}
+    for config, own in ((ls, {"model"}), (zero, {"prompt.json"}), (instruct, {"prompt.json", "model"})):
+        train(config, progress=False)
+        run = Path(config.output)
+        assert {p.name for p in run.iterdir()} == common | own, config.method
+        row = json.loads((run / "test_predictions.jsonl").read_text().splitlines()[0])
+        assert {"text", "label", "gold"} <= set(row), config.method
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert {"task", "method", "main_metric", "best_step", "steps", "labels", "device"} <= set(metrics)
 
 
 def test_zero_shot_ner_run_predicts_tags_from_its_folder(tiny_models, tmp_path):

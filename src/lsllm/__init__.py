@@ -16,14 +16,15 @@ __version__ = "0.1.0"
 # for importing torch, transformers and peft. (The function `predict` is not re-exported: `lsllm.predict`
 # is its module; use `from lsllm.predict import predict`.)
 _EXPORTS = {
-    "RunConfig": "lsllm.config", "train": "lsllm.training.loop", "Predictor": "lsllm.predict", "evaluate_run": "lsllm.api", "run_demo": "lsllm.api",
+    "RunConfig": "lsllm.config", "train": "lsllm.training.loop", "Predictor": "lsllm.predict", "evaluate_run": "lsllm.evaluate", "run_demo": "lsllm.demo",
     "build_model": "lsllm.model.build", "load_model": "lsllm.model.build", "save_model": "lsllm.model.build",
     "export_model": "lsllm.model.export",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from lsllm.api import evaluate_run, run_demo
+    from lsllm.demo import run_demo
+    from lsllm.evaluate import evaluate_run
     from lsllm.config import RunConfig
     from lsllm.model.build import build_model, load_model, save_model
     from lsllm.model.export import export_model

@@ -1,7 +1,10 @@
 """The `lsllm` command: each command reads its options, calls one library function, prints the result."""
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import logging
 import os
 import sys
 import warnings
@@ -11,20 +14,38 @@ from typing import Optional
 
 import typer
 
+from lsllm.config import OPTIONS, RunConfig
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Label-supervised fine-tuning of decoder LLMs (LS-LLaMA / LS-unLLaMA) for classification "
                        "and token tagging.")
 
 
-def _quiet() -> None:
-    # transformers' own deprecation notices (is_gradient_checkpointing) are not the user's business.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import transformers
+@contextmanager
+def _quiet(verbose: bool = False):
+    """Only lsllm's own lines on the terminal unless --verbose: library warnings (transformers'
+    `is_gradient_checkpointing` FutureWarning, raised when PEFT wraps or loads an adapter), library logging
+    and library progress bars (transformers' "Loading weights" and "Writing model shards") are hidden."""
+    if verbose:
+        yield
+        return
+    import transformers.utils.logging as hf_logging
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    bars, disabled = hf_logging.is_progress_bar_enabled(), logging.root.manager.disable
+    hf_logging.disable_progress_bar()  # transformers' tqdm and huggingface_hub's
+    logging.disable(logging.WARNING)  # every library logger (transformers, peft, accelerate, torch); errors pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("default", module=r"lsllm(\.|$)")  # never lsllm's own
+            yield
+    finally:
+        logging.disable(disabled)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+VERBOSE = typer.Option(False, "--verbose", help="Show the libraries' warnings, logging and progress bars too.")
 
 
 def _fail(message: object) -> None:
@@ -60,82 +81,49 @@ def _user_errors():
               "for the traceback and report it)")
 
 
-@app.command()
-def train(
-    config: Optional[Path] = typer.Argument(None, help="YAML config; flags override it."),
-    model: Optional[str] = typer.Option(None, help="Alias, .gguf file, HF folder or hub id (default smollm2-135m)."),
-    task: Optional[str] = typer.Option(None, help="seq or token."),
-    train: Optional[str] = typer.Option(None, "--train", help="Training file."),
-    validation: Optional[str] = typer.Option(None, help="Validation file (picks the best checkpoint)."),
-    test: Optional[str] = typer.Option(None, help="Test file (scored once at the end)."),
-    format: Optional[str] = typer.Option(None, help="csv, tsv, jsonl, json, parquet, conll or hf-disk."),
-    text_column: Optional[str] = typer.Option(None, help="Text column (name or 0-based index)."),
-    text_pair_column: Optional[str] = typer.Option(None, help="Second text column, joined with a separator."),
-    label_column: Optional[str] = typer.Option(None, help="Label column (name or index)."),
-    token_column: Optional[str] = typer.Option(None, help="CoNLL token column (default first)."),
-    tag_column: Optional[str] = typer.Option(None, help="CoNLL tag column (default last)."),
-    header: Optional[bool] = typer.Option(None, "--header/--no-header",
-                                          help="CSV/TSV: the first row is (not) a header (default: detect)."),
-    labels: Optional[str] = typer.Option(None, help="Comma-separated label names, in order."),
-    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--causal",
-                                                 help="LS-un (unmasked) or LS (causal); default by task: "
-                                                      "LS-un for token tasks, LS for sequence tasks."),
-    pooling: Optional[str] = typer.Option(None, help="last, mean, max or first."),
-    pool_over: Optional[str] = typer.Option(None, help="Pool hidden states (hidden) or per-token logits."),
-    lora: Optional[str] = typer.Option(None, help="paper, all-linear or none (full fine-tuning)."),
-    lora_rank: Optional[int] = typer.Option(None),
-    epochs: Optional[float] = typer.Option(None),
-    max_steps: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 5e-4 LoRA, 5e-5 full)."),
-    max_length: Optional[int] = typer.Option(None),
-    eval_every: Optional[int] = typer.Option(None, help="Validate every N optimizer steps."),
-    early_stopping: Optional[int] = typer.Option(None, help="Stop after N validations without improvement."),
-    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights"),
-    precision: Optional[str] = typer.Option(None, help="auto, bf16 or fp32."),
-    seed: Optional[int] = typer.Option(None),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
-                                           help="torch.compile each block: faster steps after a one-off compile."),
-    method: Optional[str] = typer.Option(None, help="ls (default), zero-shot, few-shot or instruct (baselines)."),
-    k_shot: Optional[int] = typer.Option(None, help="Few-shot examples per prompt (default 4)."),
-    label_names: Optional[str] = typer.Option(None, help="Prompt names for labels: 0=bearish,1=bullish."),
-    prompt_file: Optional[str] = typer.Option(None, help="YAML prompt settings (template, label_names, ...)."),
-    prompt_mode: Optional[str] = typer.Option(None, help="score (log-likelihood of each label) or generate."),
-    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder to create."),
-):
+def train(**params):
     """Train a classifier (seq) or tagger (token) and write a run folder."""
-    _quiet()
-    from lsllm.config import RunConfig
-    from lsllm.training.loop import train as run_training
+    resume, verbose, config = params.pop("resume"), params.pop("verbose"), params.pop("config")
+    with _quiet(verbose), _user_errors():
+        from lsllm.training.loop import train as run_training
 
-    with _user_errors():
-        cfg = RunConfig.from_yaml(config) if config else RunConfig()
-        overrides = {
-            "data": dict(train=train, validation=validation, test=test, format=format, text_column=text_column,
-                         text_pair_column=text_pair_column, label_column=label_column, token_column=token_column,
-                         tag_column=tag_column, max_length=max_length, header=header,
-                         labels=labels.split(",") if labels else None),
-            "model": dict(model=model, task=task, bidirectional=bidirectional, pooling=pooling, pool_over=pool_over,
-                          lora=lora, lora_rank=lora_rank),
-            "train": dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                          eval_every=eval_every, early_stopping=early_stopping, class_weights=class_weights,
-                          precision=precision, seed=seed, compile=compile),
-            "prompt": dict(k_shot=k_shot, label_names=label_names, file=prompt_file, mode=prompt_mode),
-        }
-        for section, values in overrides.items():
-            for key, value in values.items():
-                if value is not None:
-                    setattr(getattr(cfg, section), key, value)
-        if output:
-            cfg.output = output
-        if method:
-            cfg.method = method
-        result = run_training(cfg, resume=resume)
+        result = run_training(RunConfig.from_options(params, config), resume=resume)
     if result.metrics:
         _print_summary(result.metrics)
         typer.echo(f"run folder: {result.run_dir}")
+
+
+def _train_signature() -> inspect.Signature:
+    """`train`'s parameters, one option per config field (lsllm.config.OPTIONS), for typer to read. Every
+    option defaults to None, so only the flags given override the YAML file's values."""
+    param = functools.partial(inspect.Parameter, kind=inspect.Parameter.KEYWORD_ONLY)
+    panels = {"data": "Data", "model": "Model", "train": "Training", "prompt": "Prompting baselines (--method)"}
+    params = [param("config", annotation=Optional[Path],
+                    default=typer.Argument(None, help="YAML config; flags override it.", show_default=False))]
+    for o in OPTIONS:
+        shown = ("on" if o.default else "off") if o.kind is bool else o.default
+        shown = "" if o.default is None else f" (default: {shown})"
+        params.append(param(o.name, annotation=Optional[o.kind], default=typer.Option(
+            None, *o.flags, help=o.help + shown, show_default=False,
+            rich_help_panel=panels.get(o.path.split(".")[0], "Run"))))
+    params += [param("resume", annotation=bool,
+                     default=typer.Option(False, help="Continue a killed run from its last checkpoint.",
+                                          rich_help_panel="Run")),
+               param("verbose", annotation=bool, default=VERBOSE)]
+    return inspect.Signature(params)
+
+
+train.__signature__ = _train_signature()
+app.command()(train)
+
+
+def train_config(argv: list[str]) -> RunConfig:
+    """The RunConfig `lsllm train ARGV` would run, read as the command reads it, without running it."""
+    command = typer.main.get_command(app).get_command(None, "train")
+    with command.make_context("train", [str(a) for a in argv]) as ctx:
+        params = dict(ctx.params)
+    return RunConfig.from_options({k: v for k, v in params.items() if k not in ("config", "resume", "verbose")},
+                                  params["config"])
 
 
 def _print_summary(metrics: dict) -> None:
@@ -159,13 +147,13 @@ def eval(
     token_column: Optional[str] = typer.Option(None),
     tag_column: Optional[str] = typer.Option(None),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="CSV/TSV header (default: detect)."),
+    verbose: bool = VERBOSE,
 ):
     """Score a trained model on a labelled file; print and write metrics."""
-    _quiet()
-    from lsllm.api import evaluate_run
+    from lsllm.evaluate import evaluate_run
     from lsllm.metrics import format_report
 
-    with _user_errors():
+    with _quiet(verbose), _user_errors():
         metrics, path = evaluate_run(run, data, split_name, format=format, text_column=text_column,
                                      text_pair_column=text_pair_column, label_column=label_column,
                                      token_column=token_column, tag_column=tag_column, header=header)
@@ -185,9 +173,9 @@ def predict(
     token_column: Optional[str] = typer.Option(None),
     label_column: Optional[str] = typer.Option(None, help="Gold label column to keep beside predictions."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="CSV/TSV header (default: detect)."),
+    verbose: bool = VERBOSE,
 ):
     """Predict labels (and probabilities) or tags (and entity spans)."""
-    _quiet()
     from lsllm.predict import predict as run_predict
 
     if (input is None) == (text is None or len(text) == 0):
@@ -195,7 +183,7 @@ def predict(
     columns = {k: v for k, v in dict(format=format, text_column=text_column, text_pair_column=text_pair_column,
                                       token_column=token_column, label_column=label_column,
                                       header=header).items() if v is not None}
-    with _user_errors():
+    with _quiet(verbose), _user_errors():
         rows = run_predict(run, texts=list(text) if text else None, input=input, output=output, **columns)
     if output:
         typer.echo(f"{len(rows)} predictions written to {output}")
@@ -210,13 +198,13 @@ def export(
     output: Path = typer.Option(..., "--output", "-o"),
     merge: bool = typer.Option(False, help="Merge LoRA into a plain transformers folder."),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is an earlier lsllm export (never other folders)."),
+    verbose: bool = VERBOSE,
 ):
     """Copy the model, or merge LoRA into a folder that loads with transformers' AutoModelFor* classes."""
-    _quiet()
     from lsllm.model.export import export_model
-    from lsllm.predict import model_folder
+    from lsllm.inference.loading import model_folder
 
-    with _user_errors():
+    with _quiet(verbose), _user_errors():
         out = export_model(model_folder(run), output, merge=merge, overwrite=overwrite)
     typer.echo(f"exported to {out}")
 
@@ -235,12 +223,12 @@ def models():
 def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o"),
     max_steps: Optional[int] = typer.Option(None, help="Shorten the demo (default: one epoch)."),
+    verbose: bool = VERBOSE,
 ):
     """Train SmolLM2-135M (LS-un) on a bundled Twitter financial-news sample; print validation metrics."""
-    _quiet()
-    from lsllm.api import run_demo
+    from lsllm.demo import run_demo
 
-    with _user_errors():
+    with _quiet(verbose), _user_errors():
         metrics, run = run_demo(output, max_steps=max_steps)
     _print_summary(metrics)
     typer.echo(f"majority-class baseline: accuracy {metrics['majority_baseline']:.4f}")

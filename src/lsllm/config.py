@@ -1,9 +1,11 @@
-"""Run configuration: Data, Model and Train dataclasses; YAML in and out; one error for every problem."""
+"""Run configuration: Data, Model and Train dataclasses; YAML in and out; CLI options; one error for every problem."""
 from __future__ import annotations
 
+import ast
+import functools
 import math
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import yaml
 from lsllm.files import is_inside
 
 
-from lsllm.errors import ConfigError  # noqa: F401  (re-exported)
+from lsllm.errors import ConfigError
 
 
 @dataclass
@@ -26,10 +28,15 @@ class DataConfig:
     format: str | None = None
     """Force a reader format instead of guessing from the extension."""
     text_column: str | None = None
+    """Text column (name or 0-based index)."""
     text_pair_column: str | None = None
+    """Second text column (name or index), joined to the first with a separator."""
     label_column: str | None = None
+    """Label column (name or index)."""
     token_column: str | None = None
+    """CoNLL token column (default: the first)."""
     tag_column: str | None = None
+    """CoNLL tag column (default: the last)."""
     header: bool | None = None
     """CSV/TSV: whether the first row is a header (default: detect)."""
     labels: list[str] | None = None
@@ -56,10 +63,15 @@ class ModelConfig:
     lora: str = "all-linear"
     """LoRA preset: paper (r12 a32 on q,v), all-linear, or none (full fine-tuning)."""
     lora_rank: int | None = None
+    """LoRA rank r (default 12)."""
     lora_alpha: int | None = None
+    """LoRA alpha (default 32)."""
     lora_dropout: float | None = None
+    """Dropout on the LoRA inputs; default 0.1 for the paper preset, 0 for all-linear."""
     lora_targets: list[str] | None = None
+    """Linear layers to adapt (e.g. q_proj,v_proj); default: the preset's."""
     dropout: float = 0.1
+    """Dropout before the classification head."""
     attn_implementation: str = "auto"
     """auto (SDPA on GPUs, eager on CPUs), sdpa, eager, or any transformers attention backend."""
 
@@ -67,26 +79,35 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: float = 1.0
+    """Passes over the training data (may be fractional)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs)."""
     batch_size: int = 8
+    """Examples per forward pass."""
     grad_accum: int = 1
+    """Gradient accumulation: batches per optimizer step."""
     lr: float | None = None
     """Peak learning rate; default 5e-4 with LoRA, 5e-5 for full fine-tuning."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     warmup_ratio: float = 0.06
+    """Share of the steps spent warming the learning rate up (then linear decay)."""
     max_grad_norm: float = 1.0
+    """Clip gradients to this norm (0: no clipping)."""
     eval_every: int | None = None
     """Evaluate every N optimizer steps (and always at each epoch end)."""
     early_stopping: int | None = None
     """Stop after N evaluations without improvement of the main validation metric."""
     seed: int = 0
+    """Random seed: the same seed and data give the same metrics."""
     class_weights: bool = False
     """Weight the loss by inverse class frequency (sequence tasks)."""
     precision: str = "auto"
     """auto (bf16 where the hardware has it), bf16 or fp32."""
     log_every: int = 10
+    """Write a training line to log.jsonl every N optimizer steps."""
     eval_batch_size: int = 32
+    """Examples per forward pass when validating and testing."""
     compile: bool = False
     """Compile each transformer block (torch.compile): 1.3-1.4x faster steps once compiled, after a one-off
     compile of up to ~1.5 min on 2 CPU cores; pays on long runs (benchmarks/RESULTS.md, section 2)."""
@@ -116,6 +137,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prompt: PromptRunConfig = field(default_factory=PromptRunConfig)
     output: str | None = None
+    """Run folder to create."""
     method: str = "ls"
     """ls (label-supervised fine-tuning), zero-shot / few-shot (prompting, no training) or instruct
     (LoRA instruction tuning on prompt -> label text)."""
@@ -198,6 +220,22 @@ class RunConfig:
         return [f"--{name.replace('_', '-')} is for --task {other}; this is a --task {self.model.task} run"
                 for name, value in wrong if value is not None]
 
+    @classmethod
+    def from_options(cls, values: dict[str, Any], config: str | Path | None = None) -> "RunConfig":
+        """The run a command line describes: the YAML file `config` (if any), then each given option (by
+        Option.name; None: not given) over it. Lists are split at commas here; `validate` checks the ranges."""
+        run = cls.from_yaml(config) if config else cls()
+        options = {o.name: o for o in OPTIONS}
+        if unknown := [name for name in values if name not in options]:
+            raise ConfigError(f"unknown options {', '.join(unknown)}")
+        for name, value in values.items():
+            section, _, key = options[name].path.rpartition(".")
+            if value is not None:
+                setattr(getattr(run, section) if section else run, key, value)
+        if problems := check_types(run):
+            raise ConfigError("invalid options: " + "; ".join(problems))
+        return run
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -206,10 +244,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
-        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prompt": PromptRunConfig}
-        unknown = [k for k in raw if k not in (*sections, "output", "method")]
+        unknown = [k for k in raw if k not in (*SECTIONS, "output", "method")]
         kwargs: dict[str, Any] = {k: raw[k] for k in ("output", "method") if k in raw}
-        for name, klass in sections.items():
+        for name, klass in SECTIONS.items():
             values = raw.get(name)
             if values is None:
                 values = {}
@@ -245,6 +282,7 @@ class RunConfig:
         return cls.from_dict(raw, str(path))
 
 
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prompt": PromptRunConfig}
 _OFF_HINT = {"early_stopping": " (leave it out to train without early stopping)",
              "eval_every": " (leave it out to validate at each epoch end)",
              "max_steps": " (leave it out to train for --epochs)"}
@@ -312,3 +350,50 @@ def _coerce(value, hint, column: bool = False):
             raise TypeError(f"must be a string, not {type(value).__name__} ({value!r:.60})")
         return value
     return value
+
+
+# The command line: every config field is an `lsllm train` option, --field-name unless renamed here; a bool
+# field is an on/off pair (--header/--no-header), a list field one comma-separated value.
+FLAGS = {"prompt.file": ("--prompt-file",), "prompt.mode": ("--prompt-mode",),
+         "model.bidirectional": ("--bidirectional/--causal",), "output": ("--output", "-o")}
+
+
+# An `lsllm train` option: keyword (prompt_file), field ("prompt.file"), flags, type, help, field default.
+Option = typing.NamedTuple("Option", [("name", str), ("path", str), ("flags", tuple), ("kind", type),
+                                      ("help", str), ("default", Any)])
+
+
+@functools.cache
+def field_help() -> dict[str, str]:
+    """'section.field' (or 'field' on RunConfig) -> the docstring written under that field in this module."""
+    try:
+        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    except OSError:  # installed without sources: options without help
+        return {}
+    prefixes = {klass.__name__: f"{name}." for name, klass in SECTIONS.items()} | {"RunConfig": ""}
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name in prefixes]
+    return {prefixes[c.name] + item.target.id: " ".join(doc.value.value.split())
+            for c in classes for item, doc in zip(c.body, c.body[1:])
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+            and isinstance(doc, ast.Expr) and isinstance(getattr(doc.value, "value", None), str)}
+
+
+def _options() -> tuple[Option, ...]:
+    helps, options = field_help(), []
+    for prefix, klass in [(f"{name}.", klass) for name, klass in SECTIONS.items()] + [("", RunConfig)]:
+        hints = typing.get_type_hints(klass)
+        for f in [f for f in fields(klass) if not (klass is RunConfig and f.name in SECTIONS)]:
+            path, hint = prefix + f.name, hints[f.name]
+            kind = ([a for a in typing.get_args(hint) if a is not type(None)] or [hint])[0]
+            listed = typing.get_origin(kind) is list or typing.get_origin(hint) is list
+            dash = f.name.replace("_", "-")
+            flags = FLAGS.get(path) or ((f"--{dash}/--no-{dash}",) if kind is bool else (f"--{dash}",))
+            text = helps.get(path, "") + (" Comma-separated." if listed else "")
+            name = flags[0].split("/")[0].lstrip("-").replace("-", "_")
+            options.append(Option(name, path, flags, str if listed else kind, text.strip(),
+                                  None if f.default is MISSING else f.default))
+    assert len({o.name for o in options}) == len(options), "two config fields share an option name"
+    return tuple(options)
+
+
+OPTIONS = _options()

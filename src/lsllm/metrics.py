@@ -10,6 +10,8 @@ from seqeval.metrics import accuracy_score as _seq_token_accuracy
 from seqeval.metrics import classification_report as _seqeval_report
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
+from lsllm.data.iob import as_prefixed
+
 # The metric used for model selection / early stopping per task.
 MAIN_METRIC = {"seq": "accuracy", "token": "f1"}
 
@@ -56,8 +58,8 @@ def token_metrics(y_true: list[list[str]], y_pred: list[list[str]]) -> dict:
     for i, (t, p) in enumerate(zip(y_true, y_pred)):
         if len(t) != len(p):
             raise ValueError(f"sequence {i}: {len(t)} gold tags but {len(p)} predicted tags")
-    y_true = [[_normalise_tag(tag) for tag in seq] for seq in y_true]
-    y_pred = [[_normalise_tag(tag) for tag in seq] for seq in y_pred]
+    y_true = [[as_prefixed(tag) for tag in seq] for seq in y_true]
+    y_pred = [[as_prefixed(tag) for tag in seq] for seq in y_pred]
     n_tokens = sum(len(seq) for seq in y_true)
     result = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 0.0, "per_type": {},
               "n": len(y_true), "n_tokens": n_tokens}
@@ -143,13 +145,6 @@ def _row(name: str, p: float, r: float, f: float, support: int, width: int) -> s
 
 def _summary_row(name: str, value: float, support: int | str, width: int) -> str:
     return f"{name:>{width}}  {'':>9}  {'':>9}  {value:>9.4f}  {support:>9}"
-
-
-def _normalise_tag(tag: str) -> str:
-    # "O" and prefixed tags pass through; bare types become inside-tags.
-    if tag == "O" or "-" in tag:
-        return tag
-    return f"I-{tag}" if tag else "O"
 
 
 def _check_same_length(y_true: list, y_pred: list) -> None:

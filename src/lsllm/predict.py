@@ -1,58 +1,20 @@
-"""Predict with a trained model: label strings (and probabilities) for texts, tags and entities for sentences."""
+"""`lsllm predict` and the Python `Predictor`: label strings (and probabilities) for texts, tags and entities
+for sentences, from any run folder (LS model folders, merged exports and prompting runs)."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from lsllm.data.labels import LabelSet
 from lsllm.data.readers import read_examples, read_texts
-from lsllm.data.records import DataError, SeqExample, TokenExample
-from lsllm.evaluate import predict_examples
+from lsllm.data.records import SeqExample, TokenExample
+from lsllm.errors import DataError
 from lsllm.files import check_writable
-from lsllm.model.build import load_model
+from lsllm.inference.batched import Evaluation, predict_examples
+from lsllm.inference.loading import load_for_inference, model_folder
+from lsllm.inference.rows import prediction_rows, strip_unknown_gold
 from lsllm.model.spec import ModelSpec
-from lsllm.spans import split_words, tags_to_entities
+from lsllm.spans import split_words
 from lsllm.writers import write_predictions
-
-
-def prediction_rows(examples, evaluation, labels: LabelSet, texts: list[str] | None = None) -> list[dict]:
-    """One JSON-able row per example: label + every label's probability, or tags per word (+ entities)."""
-    rows = []
-    for i, (example, pred, probs) in enumerate(zip(examples, evaluation.predictions, evaluation.probabilities)):
-        if isinstance(example, SeqExample):
-            row = {"text": example.text}
-            if example.text_pair is not None:
-                row["text_pair"] = example.text_pair
-            row["label"] = pred
-            row["probs"] = {name: round(float(p), 6) for name, p in zip(labels.names, probs)}
-            if example.label is not None:
-                row["gold"] = example.label
-        else:
-            scores = [float(p.max()) for p in probs] if len(probs) else []
-            row = {"tokens": example.tokens, "tags": pred, "scores": [round(s, 6) for s in scores]}
-            if example.tags is not None:
-                row["gold"] = example.tags
-            text = texts[i] if texts is not None else None
-            if text is not None:
-                row = {"text": text, **row}
-            row["entities"] = [e.to_dict() for e in tags_to_entities(example.tokens, pred, scores, text)]
-        rows.append(row)
-    return rows
-
-
-def load_for_inference(model_dir: str | Path, precision: str = "auto", device: str | None = None):
-    """The inference path shared by `predict`, `eval` and the end of training. Under bf16 autocast a
-    LoRA model keeps its frozen weights in bf16 with LoRA unmerged, exactly as it was trained and
-    validated, so reported metrics equal the best validation step. (Merging LoRA into bf16 weights
-    rounds differently; `lsllm export --merge` merges in float32.)"""
-    import torch
-
-    from lsllm.evaluate import autocast_dtype
-
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = autocast_dtype(precision, target)
-    model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype)
-    return model.to(target), tokenizer
 
 
 class Predictor:
@@ -65,7 +27,7 @@ class Predictor:
 
     def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
                  precision: str = "auto"):
-        self.model, self.tokenizer = load_for_inference(model_dir, precision, device)
+        self.model, self.tokenizer = load_for_inference(model_folder(model_dir), precision, device)
         self.spec = self.model.spec
         self.labels = LabelSet(self.spec.labels)
         self.batch_size, self.precision = batch_size, precision
@@ -88,22 +50,34 @@ class Predictor:
         """Rows for every example of a file in any training format (labels optional)."""
         return self.rows(read_prediction_input(path, self.spec.task, **columns))
 
+    def evaluate(self, examples: list) -> Evaluation:
+        """Predictions for read examples, scored when they are labelled."""
+        return predict_examples(self.model, self.tokenizer, examples, self.labels, self.batch_size, self.precision)
+
     def rows(self, examples, texts=None) -> list[dict]:
         """Prediction rows for read examples. Gold labels the model does not know are kept in the rows
         but not scored (a file may carry labels of its own)."""
         if not examples:
             return []
-        evaluation = predict_examples(self.model, self.tokenizer, strip_unknown_gold(examples, self.labels),
-                                      self.labels, self.batch_size, self.precision)
-        return prediction_rows(examples, evaluation, self.labels, texts)
+        return prediction_rows(examples, self.evaluate(strip_unknown_gold(examples, self.labels)), self.labels, texts)
 
 
-def strip_unknown_gold(examples: list, labels: LabelSet) -> list:
-    """The examples as they are when every gold label is known; else copies without labels."""
-    known = all((e.label in labels if isinstance(e, SeqExample) else all(t in labels for t in e.tags))
-                for e in examples if (e.label if isinstance(e, SeqExample) else e.tags) is not None)
-    return examples if known else [dataclasses.replace(e, **({"label": None} if isinstance(e, SeqExample)
-                                                            else {"tags": None})) for e in examples]
+def load_predictor(run: str | Path):
+    """The predictor for a run folder, model folder or export: LS models or prompting runs."""
+    from lsllm.prompting.predictor import PromptPredictor, is_prompt_run
+
+    return PromptPredictor(run) if is_prompt_run(run) else Predictor(run)
+
+
+def run_info(run: str | Path) -> tuple[str, list[str], Path]:
+    """(task, labels, the folder where eval files go) of a run, read without loading any model."""
+    from lsllm.prompting.predictor import is_prompt_run, read_prompt_info
+
+    if is_prompt_run(run):
+        info = read_prompt_info(run)
+        return info["task"], info["labels"], Path(run)
+    spec = ModelSpec.load(model_folder(run))
+    return spec.task, spec.labels, Path(run)
 
 
 def read_prediction_input(path: str | Path, task: str, **columns) -> list:
@@ -126,10 +100,7 @@ def predict(model_dir: str | Path, texts: list[str] | None = None, input: str | 
     """`lsllm predict`: rows for raw texts or a file; written to `output` (JSONL or CSV) when given.
     Prompting runs (zero-shot, few-shot, instruct) predict with their saved prompt (and adapter).
     Inputs and the output location are checked before the model loads."""
-    from lsllm.prompt_predict import PromptPredictor, is_prompt_run, read_prompt_task
-
-    prompt_run = is_prompt_run(model_dir)
-    task = read_prompt_task(model_dir) if prompt_run else ModelSpec.load(model_folder(model_dir)).task
+    task = run_info(model_dir)[0]
     examples = None
     if texts is not None:
         check_texts(texts)
@@ -139,14 +110,11 @@ def predict(model_dir: str | Path, texts: list[str] | None = None, input: str | 
         if input is not None and Path(output).resolve() == Path(input).resolve():
             raise DataError(f"--output {output} is the input file; write predictions to a new file")
         check_writable(output)
-    predictor = PromptPredictor(model_dir) if prompt_run else Predictor(model_folder(model_dir))
+    predictor = load_predictor(model_dir)
     rows = predictor.predict_rows(texts) if texts is not None else predictor.rows(examples)
     if output is not None:
         write_predictions(output, rows)
     return rows
 
 
-def model_folder(path: str | Path) -> Path:
-    """Accept a run folder (uses its model/) or a model folder."""
-    path = Path(path)
-    return path / "model" if (path / "model" / "lsllm.json").is_file() else path
+__all__ = ["Predictor", "predict", "load_predictor", "load_for_inference", "model_folder", "prediction_rows"]

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never needs a display, safe in training jobs
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lsllm.files import json_default, write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402,F401
+from lsllm.files import write_bytes_atomic  # noqa: E402
 
 
 def save_figure_atomic(fig: "plt.Figure", path: str | os.PathLike) -> None:

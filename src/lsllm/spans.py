@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from lsllm.data.iob import split_tag
+
 
 @dataclass
 class Entity:
@@ -38,19 +40,6 @@ def word_char_offsets(text: str, words: list[str]) -> list[tuple[int, int]]:
     return offsets
 
 
-_PREFIXED = re.compile(r"^([BIESLU])-(.+)$")
-
-
-def _parse_tag(tag: str | None) -> tuple[str, str | None]:
-    """-> (prefix, type). prefix "O" for outside; plain tags behave like "I"."""
-    if tag is None or tag == "" or tag == "O":
-        return "O", None
-    match = _PREFIXED.match(tag)
-    if match:
-        return match.group(1), match.group(2)
-    return "I", tag
-
-
 def tags_to_entities(
     words: list[str],
     tags: list[str],
@@ -81,7 +70,7 @@ def tags_to_entities(
             current = None
 
     for i, tag in enumerate(tags):
-        prefix, etype = _parse_tag(tag)
+        prefix, etype = split_tag(tag)
         if prefix == "O":
             close()
         elif prefix in ("B", "S", "U"):

@@ -18,14 +18,14 @@ from lsllm.errors import ConfigError, DataError
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 
-IGNORE = -100
+IGNORE_INDEX = -100  # the label torch's cross_entropy and transformers' losses skip (their ignore_index)
 
 
 @dataclass
 class Feature:
     input_ids: list[int]
     labels: int | list[int]
-    """Class index (sequence), or one label per token with IGNORE on non-labelled tokens."""
+    """Class index (sequence), or one label per token with IGNORE_INDEX on non-labelled tokens."""
     example: int
     """Index of the example this row came from (several windows may share one)."""
     word_ids: list[int] | None = None
@@ -59,7 +59,7 @@ def encode_seq(examples: list[SeqExample], tokenizer: PreTrainedTokenizerBase, l
 
 
 def _seq_label(example: SeqExample, labels: LabelSet | None) -> int:
-    return IGNORE if labels is None or example.label is None else labels.index(example.label)
+    return IGNORE_INDEX if labels is None or example.label is None else labels.index(example.label)
 
 
 def encode_tokens(examples: list[TokenExample], tokenizer: PreTrainedTokenizerBase, labels: LabelSet | None,
@@ -75,7 +75,7 @@ def encode_tokens(examples: list[TokenExample], tokenizer: PreTrainedTokenizerBa
     for i, example in enumerate(examples):
         ids, owner, first = _align(example.tokens, enc["input_ids"][i], enc["offset_mapping"][i])
         tags = example.tags if labels is not None and example.tags is not None else None
-        token_labels = [IGNORE] * len(ids)
+        token_labels = [IGNORE_INDEX] * len(ids)
         if tags is not None:
             for pos, word in enumerate(owner):
                 if word >= 0 and (first[pos] or label_all_subtokens):
@@ -84,7 +84,7 @@ def encode_tokens(examples: list[TokenExample], tokenizer: PreTrainedTokenizerBa
         for start, end in _windows(len(ids), room):
             features.append(Feature(
                 input_ids=prefix + ids[start:end] + suffix,
-                labels=[IGNORE] * len(prefix) + token_labels[start:end] + [IGNORE] * len(suffix),
+                labels=[IGNORE_INDEX] * len(prefix) + token_labels[start:end] + [IGNORE_INDEX] * len(suffix),
                 example=i,
                 word_ids=[-1] * len(prefix) + word_ids[start:end] + [-1] * len(suffix),
             ))
@@ -145,7 +145,7 @@ def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
     ids = torch.full((len(features), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(features), width), dtype=torch.long)
     token_task = isinstance(features[0].labels, list)
-    labels = torch.full((len(features), width), IGNORE, dtype=torch.long) if token_task else torch.empty(
+    labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long) if token_task else torch.empty(
         len(features), dtype=torch.long)
     for row, f in enumerate(features):
         n = len(f.input_ids)

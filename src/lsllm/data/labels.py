@@ -9,10 +9,12 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
-from .records import DataError, SeqExample, TokenExample
+from . import iob
+from lsllm.errors import DataError
+
+from .records import SeqExample, TokenExample
 
 _INT = re.compile(r"-?\d+")
-_BIO = re.compile(r"[BI]-\S+")
 
 
 class LabelSet:
@@ -48,12 +50,6 @@ class LabelSet:
             return self._ids[name]
         except KeyError:
             raise DataError(f"unknown label {name!r}; known labels: {', '.join(self.names)}") from None
-
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.names))
-
-    def label2id(self) -> dict[str, int]:
-        return dict(self._ids)
 
 
 def build_label_set(
@@ -98,13 +94,7 @@ def check_labels(
 def entity_types(label_set: LabelSet) -> list[str]:
     """Entity types of a tag set, in label-set order: PER from B-PER/I-PER; for a plain
     tag set (PER, O) every tag but O."""
-    types: dict[str, None] = {}
-    for name in label_set.names:
-        if _BIO.fullmatch(name):
-            types[name[2:]] = None
-        elif name != "O":
-            types[name] = None
-    return list(types)
+    return iob.entity_types(label_set.names)
 
 
 def _labels_with_examples(
@@ -163,11 +153,9 @@ def _check_variety(task: str, labels: set[str], examples: Sequence[SeqExample] |
 
 def _check_tag_types(examples: Iterable[SeqExample | TokenExample]) -> None:
     for example, tag in _labels_with_examples(examples):
-        if tag[:2] in ("B-", "I-") and not _BIO.fullmatch(tag):
-            raise DataError(
-                f"{example.source}: tag {tag!r} has no entity type after {tag[:2]!r} (or one with a space); "
-                "write B-TYPE or I-TYPE (e.g. B-PER), or O"
-            )
+        problem = iob.untyped_problem(tag)
+        if problem:
+            raise DataError(f"{example.source}: {problem}")
 
 
 def _order_seq(labels: set[str]) -> list[str]:
@@ -180,13 +168,11 @@ def _order_seq(labels: set[str]) -> list[str]:
 def _order_tags(tags: set[str]) -> list[str]:
     """O first, then B-/I- per entity type, sorted by type; each type gets both its B-
     and I- tag, so a model can predict every valid tag even if one never occurs."""
-    bio = {t for t in tags if _BIO.fullmatch(t)}
-    if not bio:  # plain tag set such as PER/LOC/O
-        return (["O"] if "O" in tags else []) + sorted(tags - {"O"})
-    odd = sorted(tags - bio - {"O"})
+    if not iob.has_prefixes(tags):  # plain tag set such as PER/LOC/O (B-/I- tags are typed: _check_tag_types)
+        return iob.plain_tag_set(tags)
+    odd = sorted(t for t in tags if not iob.is_valid(t))
     if odd:
         raise DataError(
             f"tags {', '.join(odd)} are not IOB; with B-/I- tags every tag must be O, B-TYPE or I-TYPE"
         )
-    types = sorted({t[2:] for t in bio})
-    return ["O"] + [f"{prefix}-{t}" for t in types for prefix in ("B", "I")]
+    return iob.bio_tag_set(iob.entity_types(tags))

@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from lsllm.errors import DataError  # noqa: F401  (re-exported)
-
 
 @dataclass
 class SeqExample:
@@ -28,5 +26,3 @@ class TokenExample:
     tags: list[str] | None = None
     source: str = ""
 
-
-Example = SeqExample | TokenExample

@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-from lsllm.errors import AttentionModeError  # noqa: F401  (re-exported)
+from lsllm.errors import AttentionModeError
 
 
 def set_attention_mode(model: nn.Module, bidirectional: bool) -> None:

@@ -20,9 +20,10 @@ from transformers import (AutoConfig, AutoModel,
                           AutoTokenizer, PreTrainedTokenizerBase)
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from lsllm.config import ModelConfig
 from lsllm.errors import ConfigError, ModelSourceError
 from lsllm.files import atomic_folder
-from lsllm.model.attention import AttentionModeError, check_attention, set_attention_mode
+from lsllm.model.attention import check_attention, set_attention_mode
 from lsllm.model.classifier import LSModel
 from lsllm.model.lora import apply_lora, load_lora, resolve_lora
 from lsllm.model.pooling import default_bidirectional, default_pooling
@@ -96,33 +97,33 @@ def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "au
     return backbone, encoder
 
 
-def build_model(base_model: str, task: str, labels: list[str], *, bidirectional: bool | None = None,
-                pooling: str | None = None, pool_over: str = "hidden", lora: str = "all-linear",
-                lora_rank: int | None = None, lora_alpha: int | None = None, lora_dropout: float | None = None,
-                lora_targets: list[str] | None = None, dropout: float = 0.1, max_length: int = 128,
-                label_all_subtokens: bool = False, attn_implementation: str = "auto",
+def build_model(config: ModelConfig, labels: list[str], *, max_length: int = 128, label_all_subtokens: bool = False,
                 seed: int = 0, frozen_dtype: torch.dtype | None = None) -> tuple[LSModel, PreTrainedTokenizerBase]:
     """A fresh LS / LS-un model and its tokenizer, ready to train.
 
+    `config` gives the base model, task, attention, pooling, LoRA, dropout and attention backend;
+    max_length and label_all_subtokens (data settings) are recorded in the model's spec.
     frozen_dtype (e.g. torch.bfloat16) stores the frozen base weights in that dtype when LoRA is used:
     under bf16 autocast they are cast to bf16 anyway, so this saves that cast every step and half
     their memory. LoRA weights and the head stay float32.
     """
     from lsllm import __version__
 
-    path = resolve_source(base_model)
+    path = resolve_source(config.model)
     tokenizer = load_tokenizer(path)
+    bidirectional = config.bidirectional
     if bidirectional is None:
-        bidirectional = default_bidirectional(task, is_encoder(AutoConfig.from_pretrained(path)))
-    backbone, encoder = load_backbone(path, bidirectional, attn_implementation)
+        bidirectional = default_bidirectional(config.task, is_encoder(AutoConfig.from_pretrained(path)))
+    backbone, encoder = load_backbone(path, bidirectional, config.attn_implementation)
     backbone.config.pad_token_id = tokenizer.pad_token_id
-    settings = resolve_lora(backbone, lora, lora_rank, lora_alpha, lora_dropout, lora_targets)
+    settings = resolve_lora(backbone, config.lora, config.lora_rank, config.lora_alpha, config.lora_dropout,
+                            config.lora_targets)
     if settings and frozen_dtype is not None:
         backbone.to(frozen_dtype)  # after the attention probe, which runs in float32
-    spec = ModelSpec(task=task, labels=list(labels), base_model=portable_source(base_model),
+    spec = ModelSpec(task=config.task, labels=list(labels), base_model=portable_source(config.model),
                      bidirectional=bidirectional,
-                     pooling=pooling or default_pooling(bidirectional, encoder), pool_over=pool_over,
-                     encoder=encoder, dropout=dropout, max_length=max_length,
+                     pooling=config.pooling or default_pooling(bidirectional, encoder), pool_over=config.pool_over,
+                     encoder=encoder, dropout=config.dropout, max_length=max_length,
                      label_all_subtokens=label_all_subtokens, lora=settings, lsllm_version=__version__)
     torch.manual_seed(seed)  # LoRA and head initialisation are part of the seeded run
     model = LSModel(apply_lora(backbone, settings), spec, backbone.config.hidden_size)
@@ -219,4 +220,4 @@ def _read_head(folder: Path) -> dict[str, torch.Tensor]:
     return head
 
 
-__all__ = ["build_model", "save_model", "load_model", "load_tokenizer", "AttentionModeError", "SPEC_FILE"]
+__all__ = ["build_model", "save_model", "load_model", "load_tokenizer", "SPEC_FILE"]

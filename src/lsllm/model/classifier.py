@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lsllm.data.encode import IGNORE_INDEX
 from lsllm.model.attention import position_ids_from_mask
 from lsllm.model.pooling import POOLERS
 from lsllm.model.spec import ModelSpec
@@ -47,12 +48,7 @@ class LSModel(nn.Module):
         return ClassifierOutput(logits=logits, loss=loss)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # Token labels use -100 on sub-tokens, specials and padding; cross_entropy skips them.
+        # Token labels use IGNORE_INDEX on sub-tokens, specials and padding; cross_entropy skips them.
         weight = None if self.class_weights is None else self.class_weights.to(logits.device, torch.float32)
         return nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                           weight=weight, ignore_index=-100)
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changes (LoRA weights and the head): small checkpoints."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in names}
+                                           weight=weight, ignore_index=IGNORE_INDEX)

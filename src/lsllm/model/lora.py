@@ -1,6 +1,8 @@
 """LoRA presets, applied with PEFT to the backbone only (the head trains in full, always)."""
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -53,7 +55,17 @@ def apply_lora(backbone: nn.Module, settings: dict) -> nn.Module:
         return backbone
     config = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
                         target_modules=settings["targets"], bias="none")
-    return get_peft_model(backbone, config)
+    with _peft_quiet():
+        return get_peft_model(backbone, config)
+
+
+@contextmanager
+def _peft_quiet():
+    # PEFT reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning on
+    # every wrap and load: noise for lsllm's users (library and CLI alike), not something they can act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def check_adapter(folder: Path) -> None:
@@ -76,5 +88,5 @@ def check_adapter(folder: Path) -> None:
 
 def load_lora(backbone: nn.Module, adapter_dir: str | Path, is_trainable: bool = False) -> PeftModel:
     check_adapter(Path(adapter_dir))
-    with loading(adapter_dir, "LoRA adapter"):
+    with loading(adapter_dir, "LoRA adapter"), _peft_quiet():
         return PeftModel.from_pretrained(backbone, str(adapter_dir), is_trainable=is_trainable)

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from lsllm.errors import LsllmError, ModelSourceError  # noqa: F401  (ModelSourceError is re-exported)
+from lsllm.errors import LsllmError, ModelSourceError
 from lsllm.files import normal_mode
 from lsllm.files import write_text_atomic
 
@@ -55,7 +55,6 @@ ALIASES: dict[str, Alias] = {
               "Gemma-3-270m (gemma3_text, GGUF Q4_K_M, Gemma Terms of Use)", "decoder"),
     ]
 }
-DEFAULT_DECODER = "smollm2-135m"
 
 
 def cache_dir() -> Path:

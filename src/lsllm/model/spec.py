@@ -11,6 +11,8 @@ from lsllm.errors import ModelSourceError
 from lsllm.files import read_json_object, write_json_atomic
 
 SPEC_FILE = "lsllm.json"
+_RETIRED = {"problem_type": "single_label"}
+"""Keys older lsllm versions wrote, with the only value they ever held: read and dropped on load."""
 
 
 @dataclass
@@ -25,8 +27,6 @@ class ModelSpec:
     """Pool final hidden states (default) or per-token logits, as the paper's code did."""
     encoder: bool = False
     """True for BERT-style encoders (always bidirectional)."""
-    problem_type: Literal["single_label"] = "single_label"
-    """Room for multi-label later; only single-label is trained today."""
     dropout: float = 0.1
     max_length: int = 128
     label_all_subtokens: bool = False
@@ -50,13 +50,21 @@ class ModelSpec:
             raise ModelSourceError(f"{folder} is not an lsllm model or run folder (no {SPEC_FILE}); pass a run "
                                    "folder from `lsllm train` or an export")
         data = read_json_object(path, "restore it from a copy of the run", ModelSourceError)
-        problem = _spec_problem(data)
+        problem = _retired_problem(data) or _spec_problem(data)
         if problem:
             raise ModelSourceError(f"{path}: {problem}")
         return cls(**data)
 
 
 _FIX = "fix the file by hand or restore it from a copy of the run"
+
+
+def _retired_problem(data: dict) -> str | None:
+    """Drop the keys older versions wrote (in place); a value they never wrote is a problem."""
+    for key, value in _RETIRED.items():
+        if key in data and (found := data.pop(key)) != value:
+            return f"'{key}' is {json.dumps(found, ensure_ascii=False)[:60]}, expected one of {value}; {_FIX}"
+    return None
 
 
 def _spec_problem(data: dict) -> str | None:

@@ -26,20 +26,25 @@ from safetensors.torch import load_file, save_file
 
 from lsllm.errors import RunFolderError
 from lsllm.files import atomic_folder
-from lsllm.model.classifier import LSModel
 
 CHECKPOINT = "checkpoint"
+
+
+def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Only what training changes (LoRA weights and a head): small checkpoints, for any method's model."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k in names}
 
 
 # ---------------------------------------------------------------------------
 # save
 
 
-def save_checkpoint(run_dir: Path, model: LSModel, optimizer, scheduler, state: dict) -> None:
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict) -> None:
     """Write `run_dir/checkpoint` atomically: a reader or a kill sees the previous checkpoint or this one."""
     # atomic_folder: temp folder with normal permissions, renamed over the old checkpoint when complete.
     with atomic_folder(Path(run_dir) / CHECKPOINT, replace=True) as tmp:
-        save_file(_cpu(model.trainable_state_dict()), tmp / "trainable.safetensors")
+        save_file(_cpu(trainable_state_dict(model)), tmp / "trainable.safetensors")
         tensors, meta = _split_optimizer(optimizer)
         save_file(tensors, tmp / "optimizer.safetensors")
         _write_json(tmp / "optimizer.json", meta)
@@ -88,7 +93,7 @@ def _split_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
 # load
 
 
-def load_checkpoint(run_dir: Path, model: LSModel, optimizer, scheduler) -> dict | None:
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler) -> dict | None:
     """Restore a checkpoint into model/optimizer/scheduler and the global RNGs; return its state dict.
 
     None when `run_dir/checkpoint` does not exist. A folder that exists but can't be restored exactly
@@ -105,7 +110,7 @@ def load_checkpoint(run_dir: Path, model: LSModel, optimizer, scheduler) -> dict
             "safely; delete it to start over, or resume with the lsllm version that started the run")
     read = _Reader(source)
 
-    shapes = {k: list(v.shape) for k, v in model.trainable_state_dict().items()}
+    shapes = {k: list(v.shape) for k, v in trainable_state_dict(model).items()}
     trainable = read.tensors("trainable.safetensors", shapes)
     optimizer_state = _read_optimizer(read, optimizer)
     scheduler_state = _like(scheduler.state_dict(), read.json("scheduler.json", dict), read, "scheduler.json")

@@ -1,19 +1,20 @@
-"""`lsllm train`: read data -> build model -> train with periodic validation -> test once -> reports.
+"""`lsllm train`: read data -> build the method's model -> train with periodic validation -> test once -> reports.
 
-Reads top-down: `train()` checks every input before anything is written, trains in a run folder
-named `<output>.incomplete` (where `--resume` finds its checkpoint), and renames it to `<output>`
-only when everything is written. Runs unchanged under `torchrun` / `accelerate launch`: batches
-are sharded across ranks, gradients averaged by DDP, and only rank 0 writes.
+One loop for every method: a method (LS in training/ls.py, instruction tuning in prompting/instruct.py,
+zero-/few-shot prompting in prompting/run.py, which trains nothing) supplies its model, batches, validation
+and saving; the loop owns steps, checkpoints, resume, early stopping, DDP and `log.jsonl`.
+
+Reads top-down: `train()` checks every input before anything is written, trains in a run folder named
+`<output>.incomplete` (where `--resume` finds its checkpoint), and renames it to `<output>` only when
+everything is written. Runs unchanged under `torchrun` / `accelerate launch`: batches are sharded across
+ranks, gradients averaged by DDP, and only rank 0 writes.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
-from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,24 +22,20 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from lsllm.config import RunConfig
-from lsllm.data.encode import collate, encode, length_grouped_batches
+from lsllm.data.encode import length_grouped_batches
 from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
-from lsllm.errors import RunFolderError  # noqa: F401  (re-exported: its old home)
-from lsllm.evaluate import autocast, autocast_dtype, predict_examples
 from lsllm.files import output_lock, write_json_atomic, write_text_atomic
+from lsllm.inference.precision import autocast_dtype
 from lsllm.metrics import MAIN_METRIC
-from lsllm.model.build import build_model, compile_blocks, save_model
 from lsllm.model.sources import resolve_source
-from lsllm.predict import load_for_inference
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from lsllm.training.outputs import write_final_reports
+from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
 from lsllm.training.resume import check_resume
 from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder, record_settings
-
+from lsllm.training.step import TrainStep, make_optimizer
 
 
 @dataclass
@@ -76,6 +73,21 @@ def read_splits(config: RunConfig) -> Splits:
     return Splits(train, validation, test, labels)
 
 
+def make_method(config: RunConfig, splits: Splits, device: torch.device):
+    """The method object the loop drives (see the module docstring)."""
+    if config.method == "ls":
+        from lsllm.training.ls import LSMethod
+
+        return LSMethod(config, splits, device)
+    if config.method == "instruct":
+        from lsllm.prompting.instruct import InstructMethod
+
+        return InstructMethod(config, splits, device)
+    from lsllm.prompting.run import PromptMethod
+
+    return PromptMethod(config, splits, device)
+
+
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train and write the run folder. The whole run holds an exclusive lock on `config.output`, so a second
     process with the same output gets a clear error instead of mixing its files into this run."""
@@ -99,61 +111,59 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
     changes = check_resume(work, config) if resume else []  # read-only: every rank refuses together
     splits = read_splits(config)
     resolve_source(config.model.model)  # an unknown model fails here, before anything is written
-    if config.method in ("zero-shot", "few-shot", "instruct"):
-        from lsllm.training.prompt_run import run_prompting
-
-        fresh_work_folder(work, config)
-        metrics = run_prompting(config, splits, work, output)
-        return TrainResult(run_dir=output, metrics=metrics)
 
     # cpu=True on machines without a GPU: accelerate then runs torchrun's processes as multi-CPU DDP (gloo).
     accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
-    writer = accelerator.is_main_process
+    device, writer = accelerator.device, accelerator.is_main_process
+    method = make_method(config, splits, device)
     if writer:
         if resume:
             record_settings(work, config)  # check_resume allowed only the fields that may differ
         else:
             fresh_work_folder(work, config)
+        method.record(work)
     accelerator.wait_for_everyone()
-
-    m, t = config.model, config.train
-    model, tokenizer = build_model(
-        m.model, m.task, splits.labels.names, bidirectional=m.bidirectional, pooling=m.pooling,
-        pool_over=m.pool_over, lora=m.lora, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha,
-        lora_dropout=m.lora_dropout, lora_targets=m.lora_targets, dropout=m.dropout,
-        max_length=config.data.max_length, label_all_subtokens=config.data.label_all_subtokens,
-        attn_implementation=m.attn_implementation, seed=t.seed,
-        frozen_dtype=autocast_dtype(t.precision, accelerator.device))
-    if t.compile:
-        compile_blocks(model)
-    if t.class_weights and m.task == "seq":
-        model.class_weights = _class_weights(splits.train, splits.labels)
-    # Tokenize once; every epoch reuses these features.
-    features = encode(splits.train, m.task, tokenizer, splits.labels, config.data.max_length,
-                      config.data.label_all_subtokens)
-    val_features = None if splits.validation is None else encode(
-        splits.validation, m.task, tokenizer, splits.labels, config.data.max_length, config.data.label_all_subtokens)
-
-    world = accelerator.num_processes
-    batches_per_epoch = len(features) // (t.batch_size * world) or 1
-    steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
-    total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate(), weight_decay=t.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None, "stale": 0,
              "tokens": 0, "train_time": 0.0, "log_lines": 0}
+    if method.trains:
+        state = fit(method, config, work, accelerator, state, resume, changes, progress)
+
+    metrics = {}
+    if writer:
+        if method.trains and not (work / "model").is_dir():  # no validation split: keep the last weights
+            method.save(work / "model")
+        # Validation and test are scored with the saved model loaded as `lsllm predict` loads it, so the
+        # run's predictions match later ones.
+        evaluate = method.load_best(work, device)
+        metrics = write_final_reports(work, config, splits, evaluate, state, method.summary(device))
+        shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
+        finish_run_folder(work, output)
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir=output, metrics=metrics, model=getattr(method, "model", None))
+
+
+def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume: bool, changes: list,
+        progress: bool) -> dict:
+    """Train `method.model` in place: steps, logging, validation with best-model saving, early stopping and
+    checkpoints. Returns the loop's counters."""
+    t = config.train
+    writer, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
+    model = method.model
+    batches_per_epoch = len(method.lengths) // (t.batch_size * world) or 1
+    steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
+    total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    optimizer, scheduler, params = make_optimizer(model, config.learning_rate(), t.weight_decay, t.warmup_ratio,
+                                                  total_steps)
     if resume:
         state = load_checkpoint(work, model, optimizer, scheduler) or state
         if writer:
-            _truncate_log(work / "log.jsonl", state["log_lines"])
+            _truncate_log(work / LOG, state["log_lines"])
             if changes:
                 state["log_lines"] += _log(work, {"type": "resume", "step": state["step"], "changes": changes}, True)
     ddp_model = accelerator.prepare(model)
-    device = accelerator.device
-    dtype = autocast_dtype(t.precision, device)
-    main_metric = MAIN_METRIC[m.task]
+    step = TrainStep(model, optimizer, scheduler, params, autocast_dtype(t.precision, device), t.max_grad_norm,
+                     device, accelerator, ddp_model)
 
     bar = tqdm(total=total_steps, initial=state["step"], disable=not (writer and progress), desc="train",
                unit="step", dynamic_ncols=True)
@@ -162,31 +172,19 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
     model.train()
     while not stop and state["step"] < total_steps:
         # Same seed on every rank -> same batch list; each rank takes its own slice of it.
-        epoch_batches = length_grouped_batches([len(f.input_ids) for f in features], t.batch_size,
-                                               seed=t.seed + state["epoch"])
+        epoch_batches = length_grouped_batches(method.lengths, t.batch_size, seed=t.seed + state["epoch"])
         epoch_batches = epoch_batches[:batches_per_epoch * world][accelerator.process_index::world]
         while not stop and state["step"] < total_steps:
             start = time.perf_counter()
             group = epoch_batches[state["batch_in_epoch"]:state["batch_in_epoch"] + t.grad_accum]
-            loss_sum = 0.0
-            for i, ids in enumerate(group):
-                batch = {k: v.to(device) for k, v in collate([features[j] for j in ids], tokenizer.pad_token_id).items()}
-                sync = i == len(group) - 1
-                with (nullcontext() if sync else accelerator.no_sync(ddp_model)), autocast(device, dtype):
-                    loss = ddp_model(**batch).loss / len(group)
-                accelerator.backward(loss)
-                loss_sum += loss.item()
-                window_tokens += int(batch["attention_mask"].sum())
-            if t.max_grad_norm:
-                accelerator.clip_grad_norm_(params, t.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, tokens = step([method.batch(ids) for ids in group])
             state["step"] += 1
             state["batch_in_epoch"] += len(group)
-            state["train_time"] += time.perf_counter() - start
-            window_time += time.perf_counter() - start  # training time only: evaluation is not counted
-            window_loss += loss_sum
+            elapsed = time.perf_counter() - start  # training time only: evaluation is not counted
+            state["train_time"] += elapsed
+            window_time += elapsed
+            window_loss += loss
+            window_tokens += tokens
             bar.update(1)
             if state["step"] % t.log_every == 0 or state["step"] == total_steps:
                 steps = state["step"] % t.log_every or t.log_every
@@ -205,61 +203,42 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
                 state["batch_in_epoch"] = 0
             due = (t.eval_every and state["step"] % t.eval_every == 0) or epoch_end or state["step"] == total_steps
             if due:
-                stop = _validate(config, model, tokenizer, splits, val_features, work, state, main_metric,
-                                 accelerator, bar) or state["step"] >= total_steps
+                stop = _validate(method, config, work, state, accelerator, bar) or state["step"] >= total_steps
                 if writer:
                     save_checkpoint(work, model, optimizer, scheduler, state)
                 accelerator.wait_for_everyone()
             if epoch_end:
                 break
     bar.close()
-
-    metrics = {}
-    if writer:
-        if not (work / "model").is_dir():  # no validation split: keep the last weights
-            save_model(model, tokenizer, work / "model")
-        # Test is scored through the same path `lsllm predict` uses, so its predictions match later ones.
-        best, _ = load_for_inference(work / "model", t.precision, str(device))
-        metrics = write_final_reports(work, config, splits, best, tokenizer, state)
-        shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
-        finish_run_folder(work, output)
-    accelerator.wait_for_everyone()
-    return TrainResult(run_dir=output, metrics=metrics, model=model)
+    return state
 
 
-def _validate(config, model, tokenizer, splits, val_features, work, state, main_metric, accelerator, bar) -> bool:
+def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar) -> bool:
     """Score validation on rank 0, keep the best model; return True when early stopping says stop."""
     decision = [False]
-    if accelerator.is_main_process and splits.validation is not None:
-        result = predict_examples(model, tokenizer, splits.validation, splits.labels,
-                                  batch_size=config.train.eval_batch_size, precision=config.train.precision,
-                                  features=val_features)
+    if accelerator.is_main_process and method.splits.validation is not None:
+        main_metric = MAIN_METRIC[config.model.task]
+        result = method.validate()
         value = result.metrics[main_metric]
-        record = {"type": "eval", "step": state["step"], "split": "validation", "loss": result.loss,
-                  "metrics": _headline(result.metrics), "main_metric": main_metric}
-        state["log_lines"] += _log(work, record, True)
-        bar.write(f"step {state['step']}: validation {main_metric} {value:.4f} (loss {result.loss:.4f})")
+        state["log_lines"] += _log(work, eval_record(state["step"], result, main_metric), True)
+        loss = "" if result.loss is None else f" (loss {result.loss:.4f})"
+        bar.write(f"step {state['step']}: validation {main_metric} {value:.4f}{loss}")
         if state["best"] is None or value > state["best"]:
             state.update(best=value, best_step=state["step"], stale=0)
-            save_model(model, tokenizer, work / "model")
+            method.save(work / "model")
             write_json_atomic(work / "best_validation.json", {"step": state["step"], "metrics": result.metrics})
         else:
             state["stale"] += 1
         patience = config.train.early_stopping
         decision = [bool(patience and state["stale"] >= patience)]
-        model.train()
+        method.model.train()
     broadcast_object_list(decision)
     return decision[0]
 
 
-def _headline(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
 def _log(work: Path, record: dict, writer: bool) -> int:
     if writer:
-        with open(work / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_log(work, record)
     return 1
 
 
@@ -268,10 +247,3 @@ def _truncate_log(path: Path, lines: int) -> None:
     if path.is_file():
         kept = path.read_text(encoding="utf-8").splitlines()[:lines]
         write_text_atomic(path, "".join(line + "\n" for line in kept))
-
-
-def _class_weights(examples, labels: LabelSet) -> torch.Tensor:
-    counts = Counter(e.label for e in examples)
-    freq = torch.tensor([counts.get(name, 0) for name in labels.names], dtype=torch.float32).clamp(min=1)
-    return freq.sum() / (len(freq) * freq)
-

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import DataError, SeqExample, TokenExample
+from lsllm.errors import DataError
+
+from ..records import SeqExample, TokenExample
 from .seq import _read_seq, _SeqColumns
 from .tables import (
     _EXTENSIONS,

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..records import DataError
+from lsllm.errors import DataError
 from .tables import HEADER_NAMES, Key, _check_unique_names, _read_text, _Table
 
 # A column name: a letter or _ first, then word characters, spaces, dots or dashes; no

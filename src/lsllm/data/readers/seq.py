@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..records import DataError, SeqExample
+from lsllm.errors import DataError
+
+from ..records import SeqExample
 from .delimited import HeaderHint, check_swallowed_rows, read_delimited
 from .tables import (
     LABEL_NAMES,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..records import DataError
+from lsllm.errors import DataError
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "hf-disk", "text")
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-from ..records import DataError, TokenExample
+from ..iob import has_prefixes, iob1_to_iob2, is_valid, untyped_problem
+from lsllm.errors import DataError
+
+from ..records import TokenExample
 from .tables import (
     TAG_NAMES,
     TOKEN_NAMES,
@@ -21,19 +23,6 @@ from .tables import (
     _Table,
 )
 from .values import string_list
-
-
-def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
-    """IOB1 -> IOB2: an `I-X` that starts an entity (after `O`, at the start, or after
-    another type) becomes `B-X`. An IOB2 sentence comes back unchanged."""
-    out: list[str] = []
-    prev = "O"
-    for tag in tags:
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            tag = "B-" + tag[2:]
-        out.append(tag)
-        prev = tag
-    return out
 
 
 def _read_token(
@@ -175,9 +164,6 @@ def _token_row(
     return TokenExample(tokens=tokens, tags=tags, source=f"{table.path}:{line}")
 
 
-_BIO = re.compile(r"[BI]-\S+")
-
-
 def _normalize_tags(path: Path, examples: list[TokenExample], lines: list[list[int]]) -> None:
     """Validate IOB tags and turn IOB1 into IOB2, in place.
 
@@ -187,11 +173,11 @@ def _normalize_tags(path: Path, examples: list[TokenExample], lines: list[list[i
     """
     tagged = [(e, ls) for e, ls in zip(examples, lines) if e.tags]
     _check_typed(path, tagged)
-    if not any(_BIO.fullmatch(t) for e, _ in tagged for t in e.tags):
+    if not has_prefixes(t for e, _ in tagged for t in e.tags):  # all typed, after _check_typed
         return
     for example, tag_lines in tagged:
         for tag, n in zip(example.tags, tag_lines):
-            if tag != "O" and not _BIO.fullmatch(tag):
+            if not is_valid(tag):
                 raise DataError(
                     f"{path}, line {n}: tag {tag!r} is not IOB; in a file with B-/I- tags every tag "
                     "must be O, B-TYPE or I-TYPE; fix the tag"
@@ -203,8 +189,6 @@ def _check_typed(path: Path, tagged: list[tuple[TokenExample, list[int]]]) -> No
     """`B-` (no type) or `B-A B` would otherwise become an entity type of its own."""
     for example, tag_lines in tagged:
         for tag, n in zip(example.tags, tag_lines):
-            if tag[:2] in ("B-", "I-") and not _BIO.fullmatch(tag):
-                raise DataError(
-                    f"{path}, line {n}: tag {tag!r} has no entity type after {tag[:2]!r} (or one with a space); "
-                    "write B-TYPE or I-TYPE (e.g. B-PER), or O"
-                )
+            problem = untyped_problem(tag)
+            if problem:
+                raise DataError(f"{path}, line {n}: {problem}")

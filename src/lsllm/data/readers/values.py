@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..records import DataError
+from lsllm.errors import DataError
 from .tables import Key, _key_name, _Table
 
 

@@ -1,7 +1,7 @@
-"""Predict with a prompting run (`--method zero-shot | few-shot | instruct`): the run folder's
-`prompt.json` records the base model, labels, resolved prompt settings and the few-shot examples
-shown, and instruct runs add their LoRA adapter (`model/adapter`), so `lsllm predict` and `lsllm eval`
-reproduce the run's predictions without its training data."""
+"""A prompting run's folder as a predictor (`--method zero-shot | few-shot | instruct`): `prompt.json` records
+the base model, labels, resolved prompt settings and the few-shot examples shown, and instruct runs add
+their LoRA adapter (`model/adapter`), so `lsllm predict` and `lsllm eval` reproduce the run's predictions
+without its training data."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +10,19 @@ from pathlib import Path
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.errors import ModelSourceError
-from lsllm.files import is_inside, read_json_object
-from lsllm.prompting import PromptConfig, predict_zero_shot
-from lsllm.files import write_json_atomic
+from lsllm.files import is_inside, read_json_object, write_json_atomic
+from lsllm.inference.batched import Evaluation
+from lsllm.inference.precision import model_autocast
+from lsllm.inference.rows import prediction_rows, strip_unknown_gold
+from lsllm.prompting.config import PromptConfig
+from lsllm.prompting.predict import predict_zero_shot
 from lsllm.spans import split_words
 
 PROMPT_FILE = "prompt.json"
 PROMPT_KEYS = {"method": str, "model": str, "task": str, "labels": list, "mode": str, "prompt": dict, "shots": list,
                "adapter": (str, type(None))}
+ADAPTER = "model/adapter"
+"""Where an instruct run keeps its LoRA adapter, relative to the run folder."""
 
 
 def is_prompt_run(folder: str | Path) -> bool:
@@ -43,7 +48,7 @@ def save_prompt_run(folder: Path, method: str, model: str, task: str, labels: li
     write_json_atomic(folder / PROMPT_FILE, {
         "method": method, "model": portable_source(model), "task": task, "labels": labels, "mode": mode,
         "prompt": dataclasses.asdict(prompt), "shots": [_example_dict(s) for s in shots],
-        "adapter": "model/adapter" if method == "instruct" else None})
+        "adapter": ADAPTER if method == "instruct" else None})
 
 
 def read_prompt_info(folder: str | Path) -> dict:
@@ -66,46 +71,11 @@ def read_prompt_info(folder: str | Path) -> dict:
     return info
 
 
-def read_prompt_task(folder: str | Path) -> str:
-    return read_prompt_info(folder)["task"]
-
-
-def read_prompt_labels(folder: str | Path) -> list[str]:
-    return read_prompt_info(folder)["labels"]
-
-
-def load_causal_lm(path: str):
-    """The base causal LM of a prompting run, from safetensors only (pickles can run code)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from lsllm.model.sources import loading
-
-    with loading(path):
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
-
-
-def score_outputs(task: str, examples: list, out: dict, labels: LabelSet) -> dict:
-    """Metrics of predict_zero_shot's output against the examples' gold labels or tags."""
-    from lsllm.metrics import sequence_metrics, token_metrics
-
-    if task == "token":
-        return token_metrics([e.tags for e in examples], out["predictions"])
-    return sequence_metrics([e.label for e in examples], out["predictions"], labels.names)
-
-
-def prompt_autocast(model, precision: str = "auto"):
-    """The autocast a prompting run scores under (bf16 where the hardware has it), on the model's device."""
-    from lsllm.evaluate import autocast, autocast_dtype
-
-    device = next(model.parameters()).device
-    return autocast(device, autocast_dtype(precision, device))
-
-
 class PromptPredictor:
     """Same interface as lsllm.predict.Predictor, for prompting runs."""
 
-    def __init__(self, run_dir: str | Path, batch_size: int = 32, precision: str = "auto"):
+    def __init__(self, run_dir: str | Path, batch_size: int = 32, precision: str = "auto", device: str | None = None):
+        from lsllm.inference.loading import load_causal_lm
         from lsllm.model.build import load_tokenizer
         from lsllm.model.lora import check_adapter, load_lora
         from lsllm.model.sources import resolve_recorded
@@ -124,14 +94,14 @@ class PromptPredictor:
             check_adapter(folder / info["adapter"])  # before the minutes the base model may take
         path = resolve_recorded(info["model"], folder / PROMPT_FILE)
         self.tokenizer = load_tokenizer(path)
-        model = load_causal_lm(path)
+        model = load_causal_lm(path, device)
         if info["adapter"]:
             model = load_lora(model, folder / info["adapter"])
         self.model = model.eval()
 
-    def run(self, examples: list) -> dict:
-        """predict_zero_shot's output (predictions, probabilities or raw outputs, invalid count)."""
-        with prompt_autocast(self.model, self.precision):
+    def evaluate(self, examples: list) -> Evaluation:
+        """Predictions for read examples (scored when they are labelled)."""
+        with model_autocast(self.model, self.precision):  # bf16 where native; log-softmax stays fp32
             return predict_zero_shot(self.model, self.tokenizer, examples, self.labels, self.prompt, mode=self.mode,
                                      batch_size=self.batch_size, shots=self.shots)
 
@@ -140,7 +110,7 @@ class PromptPredictor:
 
     def predict_rows(self, texts: list[str]) -> list[dict]:
         if self.task == "token":
-            return self.rows([TokenExample(tokens=split_words(t)) for t in texts])
+            return self.rows([TokenExample(tokens=split_words(t)) for t in texts], texts)
         return self.rows([SeqExample(text=t) for t in texts])
 
     def predict_file(self, path: str | Path, **columns) -> list[dict]:
@@ -150,21 +120,9 @@ class PromptPredictor:
                     else read_texts(path, **columns))
         return self.rows(examples)
 
-    def rows(self, examples: list) -> list[dict]:
+    def rows(self, examples: list, texts: list[str] | None = None) -> list[dict]:
         """Prediction rows for read examples (the interface lsllm.predict.Predictor.rows has)."""
         if not examples:
             return []
-        out = self.run(examples)
-        rows = []
-        for i, example in enumerate(examples):
-            row = ({"text": example.text, "label": out["predictions"][i]} if isinstance(example, SeqExample)
-                   else {"tokens": example.tokens, "tags": out["predictions"][i]})
-            if "probabilities" in out:
-                row["probs"] = {n: round(p, 6) for n, p in zip(self.labels.names, out["probabilities"][i])}
-            if "raw" in out:
-                row["raw"] = out["raw"][i]
-            gold = example.label if isinstance(example, SeqExample) else example.tags
-            if gold is not None:
-                row["gold"] = gold
-            rows.append(row)
-        return rows
+        evaluation = self.evaluate(strip_unknown_gold(examples, self.labels))
+        return prediction_rows(examples, evaluation, self.labels, texts)
