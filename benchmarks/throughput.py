@@ -2,6 +2,7 @@
 """Throughput of the LS-LLaMA reference recipe against lsllm's defaults, side by side, on SmolLM2-135M.
 
     python benchmarks/throughput.py [--quick] [--steps N] [--accuracy] [--profile DIR] [--workloads NAME ...]
+                                    [--variants NAME ...]
                                     [--out FILE.json]
 
 Training variants (each runs in its own spawned process, so its peak memory is its own):
@@ -14,7 +15,9 @@ Training variants (each runs in its own spawned process, so its peak memory is i
   lsllm-compile  the same with `--compile` (`compile_blocks`: torch.compile per transformer block),
              warmed up by one untimed pass over every batch (compiling each graph variant), whose
              time is reported
-Both train on the same seeded sample for the same number of steps (the first few are warm-up and
+  lsllm-tokens  the default with `--batch-tokens 1024`: `token_budget_batches`, as many similar-length
+             examples per batch as fit 1,024 padded tokens (a quarter of the timed steps: each carries more)
+All train on the same seeded sample for the same number of steps (the first few are warm-up and
 untimed); tokens/s counts real (non-pad) tokens only. MFU is the matmul FLOPs the step actually
 runs (pads included; FlopCounterMode, forward + backward) per second, over the best square matmul
 measured in this run (best of 1024^3, 2048^3, 3072^3) in the variant's compute dtype.
@@ -23,8 +26,9 @@ Prediction: lsllm's inference path (`load_for_inference`, then `infer` over leng
 against `transformers.pipeline("text-classification")` (batch 8) over the same merged export, on
 SST-2 dev sentences.
 
---accuracy (ignored with --quick): both variants also train on 1,600 examples (200 steps) and
-score a fixed validation sample, a guard that the faster default doesn't learn worse.
+--accuracy (ignored with --quick): every variant but lsllm-compile also trains one epoch over the same
+1,600 examples (200 steps of 8) and scores a fixed validation sample, a guard that a faster variant
+doesn't learn worse from the same examples. --variants picks which run (the first is the ratios' baseline).
 --profile DIR: torch.profiler over lsllm's training step per workload; self CPU time by operator family
 (matmul, attention, optimizer, casts, element-wise) and the top operators, in DIR/profile_<workload>.txt.
 Data comes from ../shared/data (see its README); a missing data set is skipped with a message.
@@ -52,7 +56,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from lsllm.config import ModelConfig, RunConfig
-from lsllm.data.encode import IGNORE_INDEX, collate, encode, length_grouped_batches
+from lsllm.data.encode import IGNORE_INDEX, collate, encode, length_grouped_batches, token_budget_batches
 from lsllm.data.labels import LabelSet, build_label_set
 from lsllm.data.readers import read_examples
 from lsllm.inference.batched import infer, predict_examples
@@ -69,7 +73,9 @@ BATCH = 8
 REF_MAX_LENGTH = 64
 REFERENCE = {"lr": 1e-4, "weight_decay": 0.01, "warmup_ratio": 0.0, "max_grad_norm": 1.0, "precision": "fp32",
              "max_length": REF_MAX_LENGTH}
-VARIANTS = ("reference", "lsllm", "lsllm-compile")
+VARIANTS = ("reference", "lsllm", "lsllm-compile", "lsllm-tokens")
+BATCH_TOKENS = 1024
+"""lsllm-tokens: `--batch-tokens 1024`, batches sized by padded tokens instead of 8 sentences."""
 ACCURACY_TRAIN, ACCURACY_EVAL = 1600, 500
 QUICK_PREDICT = 64
 THREADS_ENV = "LSLLM_BENCH_THREADS"
@@ -114,6 +120,8 @@ def parse_args() -> argparse.Namespace:
                    help="training workloads to run (default: all; none: prediction only)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="also profile lsllm's training step per workload (torch.profiler) into DIR")
+    p.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS),
+                   help="training variants to compare (default: all; the first is the baseline of the ratios)")
     p.add_argument("--no-timing", action="store_true",
                    help="skip the timed training runs (with --accuracy / --profile: only those)")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
@@ -290,7 +298,9 @@ def batch_plan(variant: str, workload: Workload, examples: list, tokenizer, labe
         batches = [order[i:i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
         return (lambda ids: {k: v[ids] for k, v in tensors.items()}), batches
     features = encode(examples, workload.task, tokenizer, labels, lsllm_recipe()["max_length"])
-    batches = length_grouped_batches([len(f.input_ids) for f in features], BATCH, seed=seed)
+    lengths = [len(f.input_ids) for f in features]
+    batches = (token_budget_batches(lengths, BATCH_TOKENS, seed=seed) if variant == "lsllm-tokens"
+               else length_grouped_batches(lengths, BATCH, seed=seed))
     return (lambda ids: collate([features[i] for i in ids], tokenizer.pad_token_id)), batches
 
 
@@ -430,11 +440,15 @@ def measure_prediction(args, peaks: dict) -> dict | None:
 def measure_training(args, workload: Workload, sample: dict, peaks: dict, accuracy: bool) -> list[dict]:
     rows = []
     # The accuracy guard skips lsllm-compile: compiling changes speed, not the function trained.
-    for variant in VARIANTS[:2] if accuracy else VARIANTS:
+    variants = [v for v in args.variants if not (accuracy and v == "lsllm-compile")]
+    for variant in variants:
         examples = sample["accuracy_train"] if accuracy else sample["throughput"]
+        # A token-budget step carries ~10x the sentences of an 8-sentence one: a quarter of the steps is
+        # still more tokens. The accuracy guard trains every variant one epoch over the same examples.
+        timed = args.steps if variant != "lsllm-tokens" else max(2, args.steps // 4)
         job = {"workload": workload, "variant": variant, "labels": sample["labels"], "examples": examples,
                "seed": args.seed, "warmup": args.warmup,
-               "steps": len(examples) // BATCH if accuracy else args.warmup + args.steps,
+               "steps": len(examples) if accuracy else args.warmup + timed,
                "eval_examples": sample["accuracy_eval"] if accuracy else None}
         r = in_subprocess(train_variant, job)
         r["tokens_per_s"] = r["real_tokens"] / r["seconds"]

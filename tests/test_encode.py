@@ -1,9 +1,11 @@
 """Binding records to tokenizers: first-sub-token labels, windows that drop no word, batching."""
+import random
+
 import numpy as np
 import pytest
 
 from lsllm.data.encode import (IGNORE_INDEX, collate, encode_seq, encode_tokens, length_grouped_batches,
-                               sorted_batches, special_tokens, word_scores)
+                               sorted_batches, special_tokens, token_budget_batches, word_scores)
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
 from lsllm.model.build import load_tokenizer
@@ -92,3 +94,14 @@ def test_length_grouped_batches_are_a_seeded_permutation():
     s = sorted_batches(lengths, 16)
     assert sorted(i for b in s for i in b) == list(range(200))
 
+
+def test_token_budget_batches_fit_the_budget_and_cover_every_example_once():
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 40) for _ in range(500)] + [300]  # one example longer than the budget
+    batches = token_budget_batches(lengths, 256, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 256 or len(b) == 1 for b in batches)
+    assert batches == token_budget_batches(lengths, 256, seed=1) != token_budget_batches(lengths, 256, seed=2)
+    short = token_budget_batches([10] * 100, 256, seed=0)
+    assert [len(b) for b in short].count(25) == 4  # short texts: many rows per batch
+    assert token_budget_batches([], 256, seed=0) == []

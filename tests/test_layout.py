@@ -10,7 +10,7 @@ LAYERS = [
     {"lsllm.errors"},
     {"lsllm.files"},
     {"lsllm.data", "lsllm.spans", "lsllm.metrics", "lsllm.writers", "lsllm.report"},
-    {"lsllm.config"},
+    {"lsllm.config", "lsllm.options"},
     {"lsllm.model"},
     {"lsllm.inference"},
     {"lsllm.prompting"},

@@ -352,3 +352,19 @@ def test_compile_is_refused_for_prompting_methods(tiny_models, seq_data, tmp_pat
     assert result.exit_code != 0
     assert "--compile applies to label-supervised runs" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_token_budget_batches_see_every_example_in_fewer_steps(tiny_models, seq_data, tmp_path):
+    train_path, dev, _ = seq_data
+    runs = {}
+    for name, budget in (("examples", None), ("tokens", 2000)):
+        c = RunConfig()
+        c.data.train, c.data.validation = str(train_path), str(dev)
+        c.model.model, c.train.epochs, c.train.batch_tokens = str(tiny_models["llama"]), 2, budget
+        c.output = str(tmp_path / name)
+        runs[name] = train(c, progress=False).metrics
+    # Two epochs over the same 64 examples: the same tokens, in a few large batches instead of 8 per epoch.
+    assert runs["examples"]["steps"] == 16 and runs["tokens"]["steps"] <= 6
+    assert runs["tokens"]["train_tokens"] == runs["examples"]["train_tokens"]
+    log = [json.loads(line) for line in (tmp_path / "tokens" / "log.jsonl").read_text().splitlines()]
+    assert len([r for r in log if r["type"] == "eval"]) == 2  # one validation per epoch end

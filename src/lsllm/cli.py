@@ -14,7 +14,8 @@ from typing import Optional
 
 import typer
 
-from lsllm.config import OPTIONS, RunConfig
+from lsllm.config import RunConfig
+from lsllm.options import OPTIONS, config_from_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Label-supervised fine-tuning of decoder LLMs (LS-LLaMA / LS-unLLaMA) for classification "
@@ -87,14 +88,14 @@ def train(**params):
     with _quiet(verbose), _user_errors():
         from lsllm.training.loop import train as run_training
 
-        result = run_training(RunConfig.from_options(params, config), resume=resume)
+        result = run_training(config_from_options(params, config), resume=resume)
     if result.metrics:
         _print_summary(result.metrics)
         typer.echo(f"run folder: {result.run_dir}")
 
 
 def _train_signature() -> inspect.Signature:
-    """`train`'s parameters, one option per config field (lsllm.config.OPTIONS), for typer to read. Every
+    """`train`'s parameters, one option per config field (lsllm.options.OPTIONS), for typer to read. Every
     option defaults to None, so only the flags given override the YAML file's values."""
     param = functools.partial(inspect.Parameter, kind=inspect.Parameter.KEYWORD_ONLY)
     panels = {"data": "Data", "model": "Model", "train": "Training", "prompt": "Prompting baselines (--method)"}
@@ -122,7 +123,7 @@ def train_config(argv: list[str]) -> RunConfig:
     command = typer.main.get_command(app).get_command(None, "train")
     with command.make_context("train", [str(a) for a in argv]) as ctx:
         params = dict(ctx.params)
-    return RunConfig.from_options({k: v for k, v in params.items() if k not in ("config", "resume", "verbose")},
+    return config_from_options({k: v for k, v in params.items() if k not in ("config", "resume", "verbose")},
                                   params["config"])
 
 

@@ -1,11 +1,10 @@
-"""Run configuration: Data, Model and Train dataclasses; YAML in and out; CLI options; one error for every problem."""
+"""Run configuration: Data, Model and Train dataclasses; YAML in and out; one error for every problem
+(the CLI options are generated from these dataclasses in lsllm/options.py)."""
 from __future__ import annotations
 
-import ast
-import functools
 import math
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +83,9 @@ class TrainConfig:
     """Stop after this many optimizer steps (overrides epochs)."""
     batch_size: int = 8
     """Examples per forward pass."""
+    batch_tokens: int | None = None
+    """Size each batch by this many padded tokens instead of batch_size examples: short texts then make
+    batches of many rows (larger matmuls per step); batch_size is ignored."""
     grad_accum: int = 1
     """Gradient accumulation: batches per optimizer step."""
     lr: float | None = None
@@ -171,8 +173,8 @@ class RunConfig:
         for name, value, allowed in choices:
             if value not in allowed:
                 problems.append(f"{name} {value!r} must be one of {', '.join(a for a in allowed if a)}")
-        at_least_one = [("max_steps", t.max_steps), ("batch_size", t.batch_size), ("grad_accum", t.grad_accum),
-                        ("eval_every", t.eval_every), ("early_stopping", t.early_stopping), ("log_every", t.log_every),
+        at_least_one = [("max_steps", t.max_steps), ("batch_size", t.batch_size), ("batch_tokens", t.batch_tokens),
+                        ("grad_accum", t.grad_accum), ("eval_every", t.eval_every), ("early_stopping", t.early_stopping), ("log_every", t.log_every),
                         ("eval_batch_size", t.eval_batch_size), ("lora_rank", m.lora_rank)]
         for name, value in at_least_one:
             if value is not None and value < 1:
@@ -219,22 +221,6 @@ class RunConfig:
         other = "token" if self.model.task == "seq" else "seq"
         return [f"--{name.replace('_', '-')} is for --task {other}; this is a --task {self.model.task} run"
                 for name, value in wrong if value is not None]
-
-    @classmethod
-    def from_options(cls, values: dict[str, Any], config: str | Path | None = None) -> "RunConfig":
-        """The run a command line describes: the YAML file `config` (if any), then each given option (by
-        Option.name; None: not given) over it. Lists are split at commas here; `validate` checks the ranges."""
-        run = cls.from_yaml(config) if config else cls()
-        options = {o.name: o for o in OPTIONS}
-        if unknown := [name for name in values if name not in options]:
-            raise ConfigError(f"unknown options {', '.join(unknown)}")
-        for name, value in values.items():
-            section, _, key = options[name].path.rpartition(".")
-            if value is not None:
-                setattr(getattr(run, section) if section else run, key, value)
-        if problems := check_types(run):
-            raise ConfigError("invalid options: " + "; ".join(problems))
-        return run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -350,50 +336,3 @@ def _coerce(value, hint, column: bool = False):
             raise TypeError(f"must be a string, not {type(value).__name__} ({value!r:.60})")
         return value
     return value
-
-
-# The command line: every config field is an `lsllm train` option, --field-name unless renamed here; a bool
-# field is an on/off pair (--header/--no-header), a list field one comma-separated value.
-FLAGS = {"prompt.file": ("--prompt-file",), "prompt.mode": ("--prompt-mode",),
-         "model.bidirectional": ("--bidirectional/--causal",), "output": ("--output", "-o")}
-
-
-# An `lsllm train` option: keyword (prompt_file), field ("prompt.file"), flags, type, help, field default.
-Option = typing.NamedTuple("Option", [("name", str), ("path", str), ("flags", tuple), ("kind", type),
-                                      ("help", str), ("default", Any)])
-
-
-@functools.cache
-def field_help() -> dict[str, str]:
-    """'section.field' (or 'field' on RunConfig) -> the docstring written under that field in this module."""
-    try:
-        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    except OSError:  # installed without sources: options without help
-        return {}
-    prefixes = {klass.__name__: f"{name}." for name, klass in SECTIONS.items()} | {"RunConfig": ""}
-    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name in prefixes]
-    return {prefixes[c.name] + item.target.id: " ".join(doc.value.value.split())
-            for c in classes for item, doc in zip(c.body, c.body[1:])
-            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
-            and isinstance(doc, ast.Expr) and isinstance(getattr(doc.value, "value", None), str)}
-
-
-def _options() -> tuple[Option, ...]:
-    helps, options = field_help(), []
-    for prefix, klass in [(f"{name}.", klass) for name, klass in SECTIONS.items()] + [("", RunConfig)]:
-        hints = typing.get_type_hints(klass)
-        for f in [f for f in fields(klass) if not (klass is RunConfig and f.name in SECTIONS)]:
-            path, hint = prefix + f.name, hints[f.name]
-            kind = ([a for a in typing.get_args(hint) if a is not type(None)] or [hint])[0]
-            listed = typing.get_origin(kind) is list or typing.get_origin(hint) is list
-            dash = f.name.replace("_", "-")
-            flags = FLAGS.get(path) or ((f"--{dash}/--no-{dash}",) if kind is bool else (f"--{dash}",))
-            text = helps.get(path, "") + (" Comma-separated." if listed else "")
-            name = flags[0].split("/")[0].lstrip("-").replace("-", "_")
-            options.append(Option(name, path, flags, str if listed else kind, text.strip(),
-                                  None if f.default is MISSING else f.default))
-    assert len({o.name for o in options}) == len(options), "two config fields share an option name"
-    return tuple(options)
-
-
-OPTIONS = _options()

@@ -172,6 +172,31 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
     return batches
 
 
+def token_budget_batches(lengths: list[int], max_tokens: int, seed: int, group: int = 64) -> list[list[int]]:
+    """Shuffled batches of similar length, each as many examples as fit `max_tokens` padded tokens
+    (batch size x its longest example; at least one example). Short texts then make batches of many rows:
+    larger matmuls per step for the same tokens. Seeded and reproducible like length_grouped_batches."""
+    if not lengths:
+        return []
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    per_batch = max(1, max_tokens // max(1, sorted(lengths)[len(lengths) // 2]))  # rows at the median length
+    span = per_batch * group
+    batches = []
+    for start in range(0, len(order), span):
+        batch: list[int] = []
+        for i in sorted(order[start:start + span], key=lambda i: lengths[i]):
+            if batch and (len(batch) + 1) * lengths[i] > max_tokens:  # sorted: the new example is the longest
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Batches sorted by length for inference (least padding); callers restore the order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)

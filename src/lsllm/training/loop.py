@@ -24,7 +24,7 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from lsllm.config import RunConfig
-from lsllm.data.encode import length_grouped_batches
+from lsllm.data.encode import length_grouped_batches, token_budget_batches
 from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.files import output_lock, write_json_atomic, write_text_atomic
@@ -150,7 +150,8 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     t = config.train
     writer, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
     model = method.model
-    batches_per_epoch = len(method.lengths) // (t.batch_size * world) or 1
+    batches_per_epoch = (len(epoch_plan(method.lengths, t, 0)) // world if t.batch_tokens
+                         else len(method.lengths) // (t.batch_size * world)) or 1
     steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
     total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
     optimizer, scheduler, params = make_optimizer(model, config.learning_rate(), t.weight_decay, t.warmup_ratio,
@@ -172,8 +173,10 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     model.train()
     while not stop and state["step"] < total_steps:
         # Same seed on every rank -> same batch list; each rank takes its own slice of it.
-        epoch_batches = length_grouped_batches(method.lengths, t.batch_size, seed=t.seed + state["epoch"])
-        epoch_batches = epoch_batches[:batches_per_epoch * world][accelerator.process_index::world]
+        epoch_batches = epoch_plan(method.lengths, t, state["epoch"])
+        # Every rank the same number of batches (token-budget plans differ in length from epoch to epoch).
+        usable = min(len(epoch_batches), batches_per_epoch * world) // world * world
+        epoch_batches = epoch_batches[:usable][accelerator.process_index::world]
         while not stop and state["step"] < total_steps:
             start = time.perf_counter()
             group = epoch_batches[state["batch_in_epoch"]:state["batch_in_epoch"] + t.grad_accum]
@@ -211,6 +214,13 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                 break
     bar.close()
     return state
+
+
+def epoch_plan(lengths: list[int], t, epoch: int) -> list[list[int]]:
+    """An epoch's batches (example indices): length-grouped, by token budget or by number of examples."""
+    if t.batch_tokens:
+        return token_budget_batches(lengths, t.batch_tokens, seed=t.seed + epoch)
+    return length_grouped_batches(lengths, t.batch_size, seed=t.seed + epoch)
 
 
 def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar) -> bool:
