@@ -456,7 +456,7 @@ def measure_training(args, workload: Workload, sample: dict, peaks: dict, accura
         peak = peaks["bfloat16" if r["compute_dtype"] == "torch.bfloat16" else "float32"]
         r["mfu"] = r["flops_per_padded_token"] * r["padded_tokens"] / r["seconds"] / peak
         metric = f"  {r['metric_name']} {r['metric']:.4f}" if "metric" in r else ""
-        print(f"{'accuracy ' if accuracy else ''}{workload.name:12} {variant:9} {r['tokens_per_s']:9.0f} real tok/s  "
+        print(f"{'accuracy ' if accuracy else ''}{workload.name:12} {variant:13} {r['tokens_per_s']:9.0f} real tok/s  "
               f"({r['steps']} steps, {r['seconds']:.1f}s, pad {r['pad_fraction']:.0%}, MFU {r['mfu']:.1%}, "
               f"RSS {r['peak_rss_mib']:.0f} MiB){metric}", flush=True)
         rows.append(r)
@@ -579,9 +579,12 @@ def main() -> None:
         print(f"\nWARNING: the machine is busy (load {info['load_average_1m']}). Threads competing for cores wait on "
               "each other: steps can be several times slower and the numbers are not trustworthy.\n")
     resolve_source(MODEL)  # convert the GGUF once here, not inside a measured worker
-    peaks = {"float32": peak_matmul_flops(device, torch.float32), "bfloat16": peak_matmul_flops(device, torch.bfloat16)}
+    peaks = {"float32": peak_matmul_flops(device, torch.float32)}
+    # Without native bf16 (no AVX512-BF16/AMX) bf16 matmuls are emulated: minutes to time, and never used.
+    native_bf16 = autocast_dtype("auto", device) == torch.bfloat16
+    peaks["bfloat16"] = peak_matmul_flops(device, torch.bfloat16) if native_bf16 else float("nan")
     print(f"- peak square matmul (best of 1024, 2048, 3072): float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
-          f"bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
+          + (f"bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s" if native_bf16 else "bfloat16 not native here"))
     print(f"- steps: {args.warmup} warm-up + {args.steps} timed per variant, batch {BATCH}, seed {args.seed}"
           f"{', quick' if args.quick else ''}\n", flush=True)
 
