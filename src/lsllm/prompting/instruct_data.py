@@ -11,7 +11,7 @@ from lsllm.prompting.tokens import uses_bos, continuation_ids
 
 def instruct_features(tokenizer, prompt: str, answer: str, max_length: int) -> dict:
     """input_ids / attention_mask / labels for causal-LM training on prompt + answer + EOS, with the
-    loss only on the answer and EOS (labels = -100 on the prompt). Too long: the prompt is cut from
+    loss only on the answer and EOS (labels = IGNORE_INDEX on the prompt). Too long: the prompt is cut from
     the left (after any BOS), so the answer, which carries the loss, is kept."""
     if tokenizer.eos_token_id is None:
         raise ModelSourceError("the tokenizer has no EOS token to end the answer with")
@@ -30,7 +30,7 @@ def instruct_features(tokenizer, prompt: str, answer: str, max_length: int) -> d
 
 
 def collate_instruct(features: Sequence[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad instruct_features into tensors (labels padded with -100)."""
+    """Right-pad instruct_features into tensors (labels padded with IGNORE_INDEX)."""
     width = max(len(f["input_ids"]) for f in features)
     batch = {"input_ids": torch.full((len(features), width), pad_token_id, dtype=torch.long),
              "attention_mask": torch.zeros((len(features), width), dtype=torch.long),
