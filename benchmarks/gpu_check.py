@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def train_run(shape, attn, device, task, bidirectional, batch, length, steps, pe
     seconds = time.perf_counter() - start
     per_token = 4 * non_embedding_params(backbone) + attention_flops(config, length, backward=True)
     result = {"tokens_per_s": round(tokens / seconds, 1), "mfu": round(tokens / seconds * per_token / peak, 3),
-              "loss_finite": all(map(lambda x: x == x and abs(x) < 1e4, losses))}
+              "loss_finite": all(math.isfinite(x) for x in losses)}
     if device.type == "cuda":
         result["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     del model, backbone, optimizer

@@ -24,10 +24,6 @@ def evaluate_run(run: str | Path, data: str | Path, split_name: str = "test", **
     path = folder / f"eval_{split_name}.json"
     check_writable(path)
     result = load_predictor(run).evaluate(examples)
-    metrics = {"task": task, "data": str(data), **result.metrics}
-    if result.loss is not None:
-        metrics["loss"] = result.loss
-    if result.invalid is not None:
-        metrics["invalid"] = result.invalid
+    metrics = {"task": task, "data": str(data), **result.scores()}
     write_json_atomic(path, metrics)
     return metrics, path

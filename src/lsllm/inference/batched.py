@@ -31,6 +31,16 @@ class Evaluation:
     invalid: int | None = None
     """Generated outputs that matched no label or could not be parsed (prompting)."""
 
+    def scores(self) -> dict:
+        """What metrics.json and eval_<split>.json record: the metrics, plus the loss (LS models) or the
+        invalid outputs (prompting) where the method has them."""
+        entry = dict(self.metrics or {})
+        if self.loss is not None:
+            entry["loss"] = self.loss
+        if self.invalid is not None:
+            entry["invalid"] = self.invalid
+        return entry
+
 
 @dataclass
 class Inference:

@@ -38,7 +38,7 @@ def write_final_reports(work: Path, config, splits, evaluate: Callable[[list], E
             continue
         start = time.perf_counter()
         result = evaluate(examples)
-        metrics[name] = split_metrics(result)
+        metrics[name] = result.scores()
         metrics.setdefault("eval_seconds", {})[name] = round(time.perf_counter() - start, 1)
         invalid = "" if result.invalid is None else f", {result.invalid} invalid outputs"
         report.append(f"== {name} ({len(examples)} examples{invalid}) ==\n{format_report(result.metrics, task)}")
@@ -58,16 +58,6 @@ def write_final_reports(work: Path, config, splits, evaluate: Callable[[list], E
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
     plot_curves(records, work / "curves.png")
     return metrics
-
-
-def split_metrics(result: Evaluation) -> dict:
-    """One split's entry in metrics.json: its scores, loss (LS) or invalid outputs (prompting)."""
-    entry = dict(result.metrics)
-    if result.loss is not None:
-        entry["loss"] = result.loss
-    if result.invalid is not None:
-        entry["invalid"] = result.invalid
-    return entry
 
 
 def eval_record(step: int, result: Evaluation, main_metric: str) -> dict:
