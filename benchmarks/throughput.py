@@ -9,14 +9,17 @@ Training variants (each runs in its own spawned process, so its peak memory is i
   reference  the original LS-LLaMA recipe on current transformers: every row padded/truncated to 64
              tokens, float32, eager attention, LoRA r12/a32/dropout 0.1 on q_proj,v_proj, random
              batches of 8, AdamW lr 1e-4 (weight decay 0.01, no warm-up, as in its Trainer setup)
-  lsllm      what `lsllm train` does by default: `ModelConfig` defaults, `encode` once,
-             `length_grouped_batches`, dynamic-padding `collate`, `autocast_dtype("auto")` autocast,
-             AdamW with RunConfig's defaults
+  lsllm-batch8  the default before issue 13: as below, but 8 length-grouped sentences per batch
+  lsllm      what `lsllm train` does by default: `ModelConfig` defaults, `encode` once, batches as
+             `RunConfig.batching()` says (a 256-token budget: `token_budget_batches`), dynamic-padding
+             `collate`, `autocast_dtype("auto")` autocast, AdamW with RunConfig's defaults
   lsllm-compile  the same with `--compile` (`compile_blocks`: torch.compile per transformer block),
              warmed up by one untimed pass over every batch (compiling each graph variant), whose
              time is reported
-  lsllm-tokens  the default with `--batch-tokens 1024`: `token_budget_batches`, as many similar-length
-             examples per batch as fit 1,024 padded tokens (a quarter of the timed steps: each carries more)
+  lsllm-tokens  the default with `--batch-tokens 1024`: as many similar-length examples per batch as fit
+             1,024 padded tokens
+Token-budget variants draw their batches from a 4x larger sample (a step carries more sentences) and time
+at most --steps of them.
 All train on the same seeded sample for the same number of steps (the first few are warm-up and
 untimed); tokens/s counts real (non-pad) tokens only. MFU is the matmul FLOPs the step actually
 runs (pads included; FlopCounterMode, forward + backward) per second, over the best square matmul
@@ -73,9 +76,16 @@ BATCH = 8
 REF_MAX_LENGTH = 64
 REFERENCE = {"lr": 1e-4, "weight_decay": 0.01, "warmup_ratio": 0.0, "max_grad_norm": 1.0, "precision": "fp32",
              "max_length": REF_MAX_LENGTH}
-VARIANTS = ("reference", "lsllm", "lsllm-compile", "lsllm-tokens")
+VARIANTS = ("reference", "lsllm-batch8", "lsllm", "lsllm-compile", "lsllm-tokens")
 BATCH_TOKENS = 1024
 """lsllm-tokens: `--batch-tokens 1024`, batches sized by padded tokens instead of 8 sentences."""
+
+
+def batching(variant: str) -> tuple[str, int]:
+    """("examples", n) or ("tokens", budget) of a variant; lsllm and lsllm-compile follow RunConfig."""
+    if variant in ("reference", "lsllm-batch8"):
+        return "examples", BATCH
+    return ("tokens", BATCH_TOKENS) if variant == "lsllm-tokens" else RunConfig().batching()
 ACCURACY_TRAIN, ACCURACY_EVAL = 1600, 500
 QUICK_PREDICT = 64
 THREADS_ENV = "LSLLM_BENCH_THREADS"
@@ -125,6 +135,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-timing", action="store_true",
                    help="skip the timed training runs (with --accuracy / --profile: only those)")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
+    p.add_argument("--lengths", action="store_true",
+                   help="also the length table: training tokens/s, MFU and peak RSS at 64-2048 tokens per kernel")
+    p.add_argument("--time-to-accuracy", nargs="?", const="", metavar="ARGS",
+                   help="also the time-to-accuracy table: runs benchmarks/time_to_accuracy.py with ARGS "
+                        "(quoted; default: batch8 vs default on both targets)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"benchmark data folder (default {DEFAULT_DATA})")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
     p.add_argument("--seed", type=int, default=0)
@@ -188,7 +203,7 @@ def load_samples(args, workload: Workload) -> dict | None:
             return None
     train = read_examples(train_path, workload.task)
     rng = random.Random(args.seed)
-    n_throughput = (args.warmup + args.steps) * BATCH
+    n_throughput = (args.warmup + args.steps) * BATCH * 4  # token-budget batches carry more sentences
     sample = {"labels": build_label_set(workload.task, train).names,
               "throughput": rng.sample(train, min(n_throughput, len(train)))}
     if args.accuracy:
@@ -299,8 +314,9 @@ def batch_plan(variant: str, workload: Workload, examples: list, tokenizer, labe
         return (lambda ids: {k: v[ids] for k, v in tensors.items()}), batches
     features = encode(examples, workload.task, tokenizer, labels, lsllm_recipe()["max_length"])
     lengths = [len(f.input_ids) for f in features]
-    batches = (token_budget_batches(lengths, BATCH_TOKENS, seed=seed) if variant == "lsllm-tokens"
-               else length_grouped_batches(lengths, BATCH, seed=seed))
+    unit, size = batching(variant)
+    batches = (token_budget_batches(lengths, size, seed=seed) if unit == "tokens"
+               else length_grouped_batches(lengths, size, seed=seed))
     return (lambda ids: collate([features[i] for i in ids], tokenizer.pad_token_id)), batches
 
 
@@ -443,9 +459,9 @@ def measure_training(args, workload: Workload, sample: dict, peaks: dict, accura
     variants = [v for v in args.variants if not (accuracy and v == "lsllm-compile")]
     for variant in variants:
         examples = sample["accuracy_train"] if accuracy else sample["throughput"]
-        # A token-budget step carries ~10x the sentences of an 8-sentence one: a quarter of the steps is
-        # still more tokens. The accuracy guard trains every variant one epoch over the same examples.
-        timed = args.steps if variant != "lsllm-tokens" else max(2, args.steps // 4)
+        # Token-budget variants time as many of --steps as their batches of the sample allow. The accuracy
+        # guard trains every variant one epoch over the same examples.
+        timed = args.steps
         job = {"workload": workload, "variant": variant, "labels": sample["labels"], "examples": examples,
                "seed": args.seed, "warmup": args.warmup,
                "steps": len(examples) if accuracy else args.warmup + timed,
@@ -601,6 +617,19 @@ def main() -> None:
         if args.profile:
             profiles.append(measure_profile(args, workload, sample))
     prediction = None if args.no_predict else measure_prediction(args, peaks)
+    length_rows = []
+    if args.lengths:
+        from lengths import length_table, measure_lengths
+
+        length_rows = measure_lengths(args, peaks)
+    time_to_accuracy = []
+    if args.time_to_accuracy is not None:
+        import shlex
+
+        import time_to_accuracy as tta
+
+        tta_args = tta.parse_args(shlex.split(args.time_to_accuracy) + ["--data", str(args.data)])
+        time_to_accuracy = tta.measure(tta_args)
     if args.quick:
         print("accuracy guard skipped (--quick)")
 
@@ -609,11 +638,16 @@ def main() -> None:
                   "settings": {"steps": args.steps, "warmup": args.warmup, "quick": args.quick, "seed": args.seed,
                                "reference": REFERENCE, "lsllm": lsllm_recipe()},
                   "workloads": [asdict(w) for w in workloads], "training": training, "prediction": prediction,
-                  "accuracy": accuracy, "profiles": profiles}
+                  "accuracy": accuracy, "profiles": profiles, "lengths": length_rows,
+                  "time_to_accuracy": time_to_accuracy}
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"wrote {args.out}")
     print()
     print(markdown_table(training, prediction, accuracy))
+    if length_rows:
+        print("\n" + length_table(length_rows))
+    if time_to_accuracy:
+        print("\n" + tta.table(time_to_accuracy))
 
 
 if __name__ == "__main__":

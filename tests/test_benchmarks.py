@@ -36,3 +36,25 @@ def test_quick_suite_runs_resumes_and_reports(smollm2, shared_data, tmp_path):
     text = out.read_text()
     assert "| tfns | ls-last | accuracy |" in text and "| wnut17 | lsun-max | f1 |" in text
     assert (out.parent / "curves_tfns.png").is_file()
+
+
+def test_throughput_quick_prints_the_length_and_time_to_accuracy_tables(smollm2, shared_data, tmp_path):
+    """`throughput.py --lengths --time-to-accuracy` on tiny samples: every table is printed and recorded, each
+    time-to-accuracy run is a real `lsllm train` whose validation curve and peak RSS come back."""
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--workloads", "sst2-causal",
+           "--variants", "lsllm", "--no-predict", "--lengths", "--out", str(out), "--time-to-accuracy",
+           "--workloads sst2-causal --train-examples 48 --eval-examples 16 --variants batch8 default"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [(r["length"], r["kernel"]) for r in report["lengths"]] == [(64, "eager"), (64, "sdpa"),
+                                                                       (256, "eager"), (256, "sdpa")]
+    assert all(r["tokens_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in report["lengths"])
+    runs = report["time_to_accuracy"]
+    assert [r["variant"] for r in runs] == ["batch8", "default"]
+    for r in runs:
+        assert r["curve"] and r["curve"][-1]["examples"] <= 48 and r["peak_rss_mib"] > 500
+        assert all(c["train_seconds"] > 0 for c in r["curve"])
+    assert "| length | attention |" in result.stdout and "| workload | variant | flags | seconds to target |" in result.stdout

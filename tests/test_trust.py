@@ -126,7 +126,7 @@ def test_two_trainings_at_the_same_output(tiny_models, tmp_path):
 
     def start(seed):
         args = ["train", "--model", str(tiny_models["llama"]), "--train", str(tmp_path / "train.csv"),
-                "--validation", str(tmp_path / "dev.csv"), "--max-steps", "60", "--eval-every", "10",
+                "--validation", str(tmp_path / "dev.csv"), "--max-steps", "60", "--eval-every", "10", "--batch-size", "8",
                 "--seed", str(seed), "--output", str(out)]
         return subprocess.Popen([sys.executable, "-m", "lsllm.cli", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=REPO)

@@ -247,6 +247,26 @@ def test_early_stopping_grad_accum_and_class_weights(tiny_models, seq_data, tmp_
     assert [r["step"] for r in log if r["type"] == "eval"] == [1, 2, 3]
 
 
+
+def test_target_metric_stops_at_the_first_validation_that_reaches_it(tiny_models, seq_data, tmp_path):
+    """Time to accuracy: the run stops once validation reaches --target-metric, and each validation line of
+    log.jsonl says how many training seconds (evaluation excluded) and examples it took to get there."""
+    train_path, dev, _ = seq_data
+    c = RunConfig()
+    c.data.train, c.data.validation = str(train_path), str(dev)
+    c.model.model = str(tiny_models["llama"])
+    c.train.max_steps, c.train.eval_every, c.train.batch_size, c.train.target_metric = 40, 2, 4, 1e-9
+    c.output = str(tmp_path / "tta")
+    metrics = train(c, progress=False).metrics
+    assert metrics["steps"] == 2  # any accuracy reaches 1e-9: the first validation stops the run
+    evals = [r for r in map(json.loads, (tmp_path / "tta" / "log.jsonl").read_text().splitlines())
+             if r["type"] == "eval"]
+    assert [(r["step"], r["examples"]) for r in evals] == [(2, 8)]
+    assert 0 < evals[0]["train_seconds"] <= metrics["train_time_s"] + 0.01
+    c.train.target_metric, c.output = 1.0, str(tmp_path / "never")
+    c.train.max_steps = 4
+    assert train(c, progress=False).metrics["steps"] == 4  # unreached: the run goes on to its end
+
 def _instruct_config(model, seq_data, out):
     train_path, dev, test = seq_data
     c = RunConfig()
@@ -336,7 +356,7 @@ def test_compiled_training_follows_the_eager_run(tiny_models, seq_data, tmp_path
         c.model.model, c.model.task = str(tiny_models["llama"]), "seq"
         c.model.dropout, c.model.lora_dropout = 0.0, 0.0
         c.train.max_steps, c.train.eval_every, c.train.log_every, c.train.lr = 6, 3, 1, 3e-3
-        c.train.precision, c.train.compile = "fp32", compiled
+        c.train.precision, c.train.compile, c.train.batch_size = "fp32", compiled, 8
         c.output = str(tmp_path / f"run{compiled}")
         train(c, progress=False)
         logs.append([json.loads(line) for line in (Path(c.output) / "log.jsonl").read_text().splitlines()])
@@ -357,10 +377,11 @@ def test_compile_is_refused_for_prompting_methods(tiny_models, seq_data, tmp_pat
 def test_token_budget_batches_see_every_example_in_fewer_steps(tiny_models, seq_data, tmp_path):
     train_path, dev, _ = seq_data
     runs = {}
-    for name, budget in (("examples", None), ("tokens", 2000)):
+    for name, size, budget in (("examples", 8, None), ("tokens", 8, 2000)):  # --batch-tokens wins over the size
         c = RunConfig()
         c.data.train, c.data.validation = str(train_path), str(dev)
-        c.model.model, c.train.epochs, c.train.batch_tokens = str(tiny_models["llama"]), 2, budget
+        c.model.model, c.train.epochs = str(tiny_models["llama"]), 2
+        c.train.batch_size, c.train.batch_tokens = size, budget
         c.output = str(tmp_path / name)
         runs[name] = train(c, progress=False).metrics
     # Two epochs over the same 64 examples: the same tokens, in a few large batches instead of 8 per epoch.
@@ -368,3 +389,16 @@ def test_token_budget_batches_see_every_example_in_fewer_steps(tiny_models, seq_
     assert runs["tokens"]["train_tokens"] == runs["examples"]["train_tokens"]
     log = [json.loads(line) for line in (tmp_path / "tokens" / "log.jsonl").read_text().splitlines()]
     assert len([r for r in log if r["type"] == "eval"]) == 2  # one validation per epoch end
+
+
+def test_ls_runs_batch_by_a_token_budget_unless_a_batch_size_is_given():
+    """The default LS batch is a 256-token budget (time to accuracy, RESULTS.md 2c); an explicit --batch-size
+    means examples per batch; instruction tuning keeps 8 examples and its lr 5e-4."""
+    c = RunConfig()
+    assert c.batching() == ("tokens", 256) and c.learning_rate() == 1e-3
+    c.train.batch_size = 16
+    assert c.batching() == ("examples", 16)
+    c.train.batch_tokens = 512
+    assert c.batching() == ("tokens", 512)
+    instruct = RunConfig(method="instruct")
+    assert instruct.batching() == ("examples", 8) and instruct.learning_rate() == 5e-4

@@ -75,21 +75,25 @@ class ModelConfig:
     """auto (SDPA on GPUs, eager on CPUs), sdpa, eager, or any transformers attention backend."""
 
 
+DEFAULT_BATCH_TOKENS = 256
+"""LS runs' default batch: padded tokens (benchmarks/RESULTS.md, section 2c: time to accuracy)."""
+
+
 @dataclass
 class TrainConfig:
     epochs: float = 1.0
     """Passes over the training data (may be fractional)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs)."""
-    batch_size: int = 8
-    """Examples per forward pass."""
+    batch_size: int | None = None
+    """Examples per forward pass, instead of a token budget (--method instruct: default 8)."""
     batch_tokens: int | None = None
-    """Size each batch by this many padded tokens instead of batch_size examples: short texts then make
-    batches of many rows (larger matmuls per step); batch_size is ignored."""
+    """Size each batch by this many padded tokens (LS default 256 unless --batch-size is given): similar-length
+    texts fill it, so short texts make batches of many rows; wins over batch_size when both are set."""
     grad_accum: int = 1
     """Gradient accumulation: batches per optimizer step."""
     lr: float | None = None
-    """Peak learning rate; default 5e-4 with LoRA, 5e-5 for full fine-tuning."""
+    """Peak learning rate; default 1e-3 with LoRA (5e-4 with --method instruct), 5e-5 for full fine-tuning."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_ratio: float = 0.06
@@ -100,6 +104,9 @@ class TrainConfig:
     """Evaluate every N optimizer steps (and always at each epoch end)."""
     early_stopping: int | None = None
     """Stop after N evaluations without improvement of the main validation metric."""
+    target_metric: float | None = None
+    """Stop as soon as the main validation metric (accuracy or entity F1, 0-1) reaches this value: time to
+    accuracy. log.jsonl's validation lines carry the training seconds and examples seen so far."""
     seed: int = 0
     """Random seed: the same seed and data give the same metrics."""
     class_weights: bool = False
@@ -145,9 +152,22 @@ class RunConfig:
     (LoRA instruction tuning on prompt -> label text)."""
 
     def learning_rate(self) -> float:
+        """The peak learning rate: --lr, else the default the time-to-accuracy runs picked (RESULTS.md 2c)."""
         if self.train.lr is not None:
             return self.train.lr
-        return 5e-5 if self.model.lora == "none" else 5e-4
+        if self.model.lora == "none":
+            return 5e-5
+        return 5e-4 if self.method == "instruct" else 1e-3
+
+    def batching(self) -> tuple[str, int]:
+        """("tokens", padded tokens per batch) or ("examples", examples per batch): --batch-tokens, else
+        --batch-size, else a 256-token budget for LS runs and 8 examples for instruction tuning."""
+        t = self.train
+        if t.batch_tokens:
+            return "tokens", t.batch_tokens
+        if t.batch_size:
+            return "examples", t.batch_size
+        return ("examples", 8) if self.method == "instruct" else ("tokens", DEFAULT_BATCH_TOKENS)
 
     def validate(self) -> None:
         """Type- and range-check every field, then the combinations; one ConfigError lists every problem."""
@@ -190,6 +210,10 @@ class RunConfig:
         for name, value in (("weight_decay", t.weight_decay), ("max_grad_norm", t.max_grad_norm)):
             if not (math.isfinite(value) and value >= 0):
                 problems.append(f"{name} must be zero or a positive number, not {value}")
+        if t.target_metric is not None and not (math.isfinite(t.target_metric) and 0 < t.target_metric <= 1):
+            problems.append(f"target_metric must be in (0, 1], not {t.target_metric}")
+        if t.target_metric is not None and not d.validation and self.method in ("ls", "instruct"):
+            problems.append("target_metric needs a validation split: pass --validation FILE")
         if not 0 <= t.seed < 2**32:
             problems.append(f"seed must be in [0, 2**32), not {t.seed}")
         if not 8 <= d.max_length <= 1_000_000:

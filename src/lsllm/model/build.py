@@ -65,16 +65,24 @@ def _quiet_transformers():
         logger.setLevel(level)
 
 
-def resolve_attention(attn_implementation: str) -> str:
-    """`auto`: PyTorch SDPA (flash/efficient kernels) on GPUs; eager on CPUs, where SDPA's flash
-    backward was slower than eager attention at classification lengths (benchmarks/RESULTS.md)."""
+EAGER_CPU_MAX_LENGTH = 1024
+"""On CPUs `auto` picks eager attention up to this max_length and SDPA above it: SDPA's flash backward was
+slower at classification lengths (benchmarks/RESULTS.md), but eager attention keeps every layer's
+length x length probabilities for the backward pass: at 2,048 tokens that is 9 heads x 2048^2 x 4 bytes x
+30 layers = 4.5 GB per row for SmolLM2 before their gradients. `throughput.py --lengths` measures both."""
+
+
+def resolve_attention(attn_implementation: str, max_length: int | None = None) -> str:
+    """`auto`: PyTorch SDPA (flash/efficient kernels) on GPUs; on CPUs eager for short inputs, SDPA for long."""
     if attn_implementation != "auto":
         return attn_implementation
-    return "sdpa" if torch.cuda.is_available() else "eager"
+    if torch.cuda.is_available() or (max_length or 0) > EAGER_CPU_MAX_LENGTH:
+        return "sdpa"
+    return "eager"
 
 
 def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "auto",
-                  dtype: torch.dtype = torch.float32, check: bool = True):
+                  dtype: torch.dtype = torch.float32, check: bool = True, max_length: int | None = None):
     """`AutoModel` (no LM head) with the requested attention, proved by `check_attention`.
     Weights load from safetensors only: a pickled checkpoint can run code when loaded."""
     if Path(path).is_dir():
@@ -86,7 +94,7 @@ def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "au
         raise ConfigError(f"{config.model_type} is an encoder: its attention is always bidirectional; drop --causal")
     with _quiet_transformers(), loading(path):
         backbone = AutoModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
-                                             attn_implementation=resolve_attention(attn_implementation))
+                                             attn_implementation=resolve_attention(attn_implementation, max_length))
     # A classifier never generates: no KV cache per forward (it costs a concatenation per layer and
     # makes torch.compile recompile for every layer index).
     backbone.config.use_cache = False
@@ -114,7 +122,7 @@ def build_model(config: ModelConfig, labels: list[str], *, max_length: int = 128
     bidirectional = config.bidirectional
     if bidirectional is None:
         bidirectional = default_bidirectional(config.task, is_encoder(AutoConfig.from_pretrained(path)))
-    backbone, encoder = load_backbone(path, bidirectional, config.attn_implementation)
+    backbone, encoder = load_backbone(path, bidirectional, config.attn_implementation, max_length=max_length)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     settings = resolve_lora(backbone, config.lora, config.lora_rank, config.lora_alpha, config.lora_dropout,
                             config.lora_targets)
@@ -183,13 +191,14 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
     if (folder / "adapter").is_dir():
         # The base model as training recorded it (an absolute path for local ones, see portable_source).
         base = resolve_recorded(spec.base_model, folder / SPEC_FILE)
-        backbone, _ = load_backbone(base, spec.bidirectional, attn_implementation)
+        backbone, _ = load_backbone(base, spec.bidirectional, attn_implementation, max_length=spec.max_length)
         if frozen_dtype is not None and not merge:
             backbone.to(frozen_dtype)
         backbone = load_lora(backbone, folder / "adapter")
     else:
         source = folder / "backbone" if (folder / "backbone").is_dir() else folder
-        backbone, _ = load_backbone(str(source), spec.bidirectional, attn_implementation)
+        backbone, _ = load_backbone(str(source), spec.bidirectional, attn_implementation,
+                                     max_length=spec.max_length)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     hidden = (backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone).config.hidden_size
     model = LSModel(backbone, spec, hidden)

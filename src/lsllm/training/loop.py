@@ -125,7 +125,7 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
     accelerator.wait_for_everyone()
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None, "stale": 0,
-             "tokens": 0, "train_time": 0.0, "log_lines": 0}
+             "tokens": 0, "examples": 0, "train_time": 0.0, "log_lines": 0}
     if method.trains:
         state = fit(method, config, work, accelerator, state, resume, changes, progress)
 
@@ -150,8 +150,9 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     t = config.train
     writer, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
     model = method.model
-    batches_per_epoch = (len(epoch_plan(method.lengths, t, 0)) // world if t.batch_tokens
-                         else len(method.lengths) // (t.batch_size * world)) or 1
+    unit, size = config.batching()
+    batches_per_epoch = (len(epoch_plan(method.lengths, config, 0)) // world if unit == "tokens"
+                         else len(method.lengths) // (size * world)) or 1
     steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
     total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
     optimizer, scheduler, params = make_optimizer(model, config.learning_rate(), t.weight_decay, t.warmup_ratio,
@@ -173,7 +174,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     model.train()
     while not stop and state["step"] < total_steps:
         # Same seed on every rank -> same batch list; each rank takes its own slice of it.
-        epoch_batches = epoch_plan(method.lengths, t, state["epoch"])
+        epoch_batches = epoch_plan(method.lengths, config, state["epoch"])
         # Every rank the same number of batches (token-budget plans differ in length from epoch to epoch).
         usable = min(len(epoch_batches), batches_per_epoch * world) // world * world
         epoch_batches = epoch_batches[:usable][accelerator.process_index::world]
@@ -183,6 +184,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
             loss, tokens = step([method.batch(ids) for ids in group])
             state["step"] += 1
             state["batch_in_epoch"] += len(group)
+            state["examples"] = state.get("examples", 0) + sum(map(len, group)) * world  # older checkpoints lack it
             elapsed = time.perf_counter() - start  # training time only: evaluation is not counted
             state["train_time"] += elapsed
             window_time += elapsed
@@ -216,11 +218,12 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     return state
 
 
-def epoch_plan(lengths: list[int], t, epoch: int) -> list[list[int]]:
+def epoch_plan(lengths: list[int], config: RunConfig, epoch: int) -> list[list[int]]:
     """An epoch's batches (example indices): length-grouped, by token budget or by number of examples."""
-    if t.batch_tokens:
-        return token_budget_batches(lengths, t.batch_tokens, seed=t.seed + epoch)
-    return length_grouped_batches(lengths, t.batch_size, seed=t.seed + epoch)
+    unit, size = config.batching()
+    seed = config.train.seed + epoch
+    return (token_budget_batches(lengths, size, seed=seed) if unit == "tokens"
+            else length_grouped_batches(lengths, size, seed=seed))
 
 
 def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar) -> bool:
@@ -230,7 +233,9 @@ def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, b
         main_metric = MAIN_METRIC[config.model.task]
         result = method.validate()
         value = result.metrics[main_metric]
-        state["log_lines"] += _log(work, eval_record(state["step"], result, main_metric), True)
+        record = eval_record(state["step"], result, main_metric) | {
+            "train_seconds": round(state["train_time"], 2), "examples": state.get("examples", 0)}
+        state["log_lines"] += _log(work, record, True)
         loss = "" if result.loss is None else f" (loss {result.loss:.4f})"
         bar.write(f"step {state['step']}: validation {main_metric} {value:.4f}{loss}")
         if state["best"] is None or value > state["best"]:
@@ -239,8 +244,8 @@ def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, b
             write_json_atomic(work / "best_validation.json", {"step": state["step"], "metrics": result.metrics})
         else:
             state["stale"] += 1
-        patience = config.train.early_stopping
-        decision = [bool(patience and state["stale"] >= patience)]
+        patience, target = config.train.early_stopping, config.train.target_metric
+        decision = [bool(patience and state["stale"] >= patience) or (target is not None and value >= target)]
         method.model.train()
     broadcast_object_list(decision)
     return decision[0]
