@@ -105,14 +105,21 @@ def samples(args, target: Target, folder: Path) -> dict | None:
 
 def examples_per_step(flags: list[str], files: dict, task: str) -> float:
     """Mean examples per optimizer step of a variant's epoch plan (to validate every ~N examples)."""
-    if "--batch-tokens" not in flags:
-        return float(flags[flags.index("--batch-size") + 1]) if "--batch-size" in flags else 8.0
+    from lsllm.config import RunConfig
+
+    if "--batch-tokens" in flags:
+        budget = int(flags[flags.index("--batch-tokens") + 1])
+    elif "--batch-size" in flags:
+        return float(flags[flags.index("--batch-size") + 1])
+    else:
+        unit, budget = RunConfig().batching()  # the variant runs with `lsllm train`'s default batching
+        if unit == "examples":
+            return float(budget)
     from lsllm.data.encode import encode, token_budget_batches
     from lsllm.data.readers import read_examples as read
     from lsllm.model.sources import resolve_source
     from transformers import AutoTokenizer
 
-    budget = int(flags[flags.index("--batch-tokens") + 1])
     tokenizer = AutoTokenizer.from_pretrained(resolve_source("smollm2-135m"))
     examples = read(files["train"], task)
     max_length = int(flags[flags.index("--max-length") + 1]) if "--max-length" in flags else 128
