@@ -46,7 +46,7 @@ def test_throughput_quick_prints_the_length_and_time_to_accuracy_tables(smollm2,
     cmd = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--workloads", "sst2-causal",
            "--variants", "lsllm", "--no-predict", "--lengths", "--out", str(out), "--time-to-accuracy",
            "--workloads sst2-causal --train-examples 48 --eval-examples 16 --variants batch8 default"]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=2400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [(r["length"], r["kernel"]) for r in report["lengths"]] == [(64, "eager"), (64, "sdpa"),
