@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from lsllm.config import ModelConfig, RunConfig
-from lsllm.data.encode import IGNORE_INDEX, collate, encode, length_grouped_batches, token_budget_batches
+from lsllm.data.encode import IGNORE_INDEX, collate, encode, training_batches
 from lsllm.data.labels import LabelSet, build_label_set
 from lsllm.data.readers import read_examples
 from lsllm.inference.batched import infer, predict_examples
@@ -314,9 +314,7 @@ def batch_plan(variant: str, workload: Workload, examples: list, tokenizer, labe
         return (lambda ids: {k: v[ids] for k, v in tensors.items()}), batches
     features = encode(examples, workload.task, tokenizer, labels, lsllm_recipe()["max_length"])
     lengths = [len(f.input_ids) for f in features]
-    unit, size = batching(variant)
-    batches = (token_budget_batches(lengths, size, seed=seed) if unit == "tokens"
-               else length_grouped_batches(lengths, size, seed=seed))
+    batches = training_batches(lengths, *batching(variant), seed=seed)
     return (lambda ids: collate([features[i] for i in ids], tokenizer.pad_token_id)), batches
 
 

@@ -115,17 +115,18 @@ def examples_per_step(flags: list[str], files: dict, task: str) -> float:
         unit, budget = RunConfig().batching()  # the variant runs with `lsllm train`'s default batching
         if unit == "examples":
             return float(budget)
-    from lsllm.data.encode import encode, token_budget_batches
+    from lsllm.data.encode import encode, training_batches
     from lsllm.data.readers import read_examples as read
     from lsllm.model.sources import resolve_source
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_source("smollm2-135m"))
     examples = read(files["train"], task)
-    max_length = int(flags[flags.index("--max-length") + 1]) if "--max-length" in flags else 128
+    max_length = (int(flags[flags.index("--max-length") + 1]) if "--max-length" in flags
+                  else RunConfig().data.max_length)
     lengths = [len(f.input_ids) for f in encode(examples, task, tokenizer, None if task == "seq" else _labels(examples),
                                                  max_length)]
-    return len(examples) / len(token_budget_batches(lengths, budget, seed=0))
+    return len(examples) / len(training_batches(lengths, "tokens", budget, seed=0))
 
 
 def _labels(examples):

@@ -72,7 +72,8 @@ class ModelConfig:
     dropout: float = 0.1
     """Dropout before the classification head."""
     attn_implementation: str = "auto"
-    """auto (SDPA on GPUs, eager on CPUs), sdpa, eager, or any transformers attention backend."""
+    """auto (SDPA on GPUs; on CPUs eager up to max_length 1024, SDPA above), sdpa, eager, or any transformers
+    attention backend."""
 
 
 DEFAULT_BATCH_TOKENS = 256

@@ -197,6 +197,13 @@ def token_budget_batches(lengths: list[int], max_tokens: int, seed: int, group: 
     return batches
 
 
+def training_batches(lengths: list[int], unit: str, size: int, seed: int) -> list[list[int]]:
+    """An epoch's batches for `RunConfig.batching()`'s (unit, size): a token budget or a number of examples."""
+    if unit == "tokens":
+        return token_budget_batches(lengths, size, seed=seed)
+    return length_grouped_batches(lengths, size, seed=seed)
+
+
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Batches sorted by length for inference (least padding); callers restore the order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)

@@ -24,7 +24,7 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from lsllm.config import RunConfig
-from lsllm.data.encode import length_grouped_batches, token_budget_batches
+from lsllm.data.encode import training_batches
 from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.files import output_lock, write_json_atomic, write_text_atomic
@@ -220,10 +220,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
 
 def epoch_plan(lengths: list[int], config: RunConfig, epoch: int) -> list[list[int]]:
     """An epoch's batches (example indices): length-grouped, by token budget or by number of examples."""
-    unit, size = config.batching()
-    seed = config.train.seed + epoch
-    return (token_budget_batches(lengths, size, seed=seed) if unit == "tokens"
-            else length_grouped_batches(lengths, size, seed=seed))
+    return training_batches(lengths, *config.batching(), seed=config.train.seed + epoch)
 
 
 def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar) -> bool:
