@@ -86,3 +86,20 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """Trained run folders on the tiny llama (a few steps): a pos/neg classifier ("seq") and a PER/LOC
+    tagger ("token"), for the prediction front ends (server, browser page)."""
+    from lsllm.cli import main
+    from tests.test_workflow import _train_args, write_conll, write_seq_csv
+
+    root = tmp_path_factory.mktemp("runs")
+    seq = [write_seq_csv(root / f"{s}.csv", n, k) for k, (s, n) in enumerate([("train", 64), ("dev", 16)])]
+    tok = [write_conll(root / f"{s}.conll", n, k) for k, (s, n) in enumerate([("train", 48), ("dev", 8)])]
+    runs = {"seq": root / "seq", "token": root / "token"}
+    for argv in (_train_args(tiny_models["llama"], seq[0], seq[1], seq[1], runs["seq"]),
+                 _train_args(tiny_models["llama"], tok[0], tok[1], tok[1], runs["token"], "--task", "token")):
+        assert main(argv) == 0, argv
+    return runs

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-# data -> model -> inference -> methods (prompting, training) -> front ends (predict, eval, demo, CLI).
+# data -> model -> inference -> methods (prompting, training) -> front ends (predict, eval, demo, serve, CLI).
 LAYERS = [
     {"lsllm.errors"},
     {"lsllm.files"},
@@ -16,7 +16,7 @@ LAYERS = [
     {"lsllm.prompting"},
     {"lsllm.training"},
     {"lsllm.predict", "lsllm.evaluate"},
-    {"lsllm.demo"},
+    {"lsllm.demo", "lsllm.serve"},
     {"lsllm.cli"},
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}

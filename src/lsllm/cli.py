@@ -211,6 +211,49 @@ def export(
 
 
 @app.command()
+def serve(
+    run: Path = typer.Argument(..., help="Run folder, model folder or merged export (any `lsllm predict` takes)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8080, min=0, max=65535),
+    api_key: Optional[str] = typer.Option(None, envvar="LSLLM_API_KEY", show_envvar=True,
+                                          help="Require 'Authorization: Bearer KEY' (all routes but / and /health)."),
+    max_batch_tokens: int = typer.Option(8192, min=1, help="Padded tokens per model batch."),
+    max_batch_size: int = typer.Option(32, min=1, help="Texts per model batch."),
+    batch_wait_ms: float = typer.Option(5.0, min=0, help="How long a text may wait for others to batch with."),
+    max_concurrent_requests: int = typer.Option(512, min=1, help="Queued requests before 429."),
+    max_input_tokens: Optional[int] = typer.Option(
+        None, min=1, help="Longest input without truncation (default: the model's max length; token runs: 64x)."),
+    max_client_batch_size: int = typer.Option(256, min=1, help="Inputs per request before 413."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda if available)."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    verbose: bool = VERBOSE,
+):
+    """Serve a trained run over HTTP: /predict (TEI), /classify (vLLM), /tag, /info, /metrics and a page at /."""
+    from lsllm.serve import ServeLimits
+    from lsllm.serve import serve as run_server
+
+    if precision not in ("auto", "bf16", "fp32"):
+        _fail(f"--precision must be auto, bf16 or fp32, not {precision!r}")
+    limits = ServeLimits(max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
+                         batch_wait_ms=batch_wait_ms, max_concurrent_requests=max_concurrent_requests,
+                         max_input_tokens=max_input_tokens, max_client_batch_size=max_client_batch_size)
+
+    def ready(model):
+        typer.echo(f"serving {model.name} ({model.task}: {', '.join(model.labels[:8])}"
+                   f"{', ...' if len(model.labels) > 8 else ''}) on http://{host}:{port}", err=True)
+
+    with _quiet(verbose), _user_errors():
+        from lsllm.serve import check_port
+        from lsllm.serve.model import check_servable
+
+        check_servable(run)
+        check_port(host, port)
+        typer.echo(f"loading {run} on http://{host}:{port} (answers 503 until ready)", err=True)
+        run_server(run, host=host, port=port, api_key=api_key or None, limits=limits, device=device,
+                   precision=precision, on_ready=ready)
+
+
+@app.command()
 def models():
     """List built-in model aliases and whether each is installed."""
     from lsllm.model.sources import list_models

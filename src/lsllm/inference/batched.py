@@ -30,6 +30,8 @@ class Evaluation:
     """What a prompted model wrote, per example (generate mode and NER)."""
     invalid: int | None = None
     """Generated outputs that matched no label or could not be parsed (prompting)."""
+    logits: list[np.ndarray] | None = None
+    """(C,) raw scores per example before the softmax (LS sequence models; what `raw_scores` serves)."""
 
     def scores(self) -> dict:
         """What metrics.json and eval_<split>.json record: the metrics, plus the loss (LS models) or the
@@ -47,6 +49,8 @@ class Inference:
     scores: list[np.ndarray]
     """Per feature: class probabilities (C,) for sequence tasks, (T, C) for token tasks."""
     loss: float | None
+    logits: list[np.ndarray] | None = None
+    """Per feature, sequence tasks only: the raw scores (C,) the probabilities are the softmax of."""
 
 
 @torch.inference_mode()
@@ -56,6 +60,7 @@ def infer(model, features: list[Feature], pad_id: int, batch_size: int = 32, pre
     model.eval()
     device = next(model.parameters()).device
     scores: list[np.ndarray | None] = [None] * len(features)
+    raw: list[np.ndarray | None] = [None] * len(features)
     total, count = 0.0, 0
     for batch_ids in sorted_batches([len(f.input_ids) for f in features], batch_size):
         batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_ids], pad_id).items()}
@@ -69,8 +74,12 @@ def infer(model, features: list[Feature], pad_id: int, batch_size: int = 32, pre
         probs = logits.softmax(-1).cpu().numpy()
         for row, i in enumerate(batch_ids):
             scores[i] = probs[row, :len(features[i].input_ids)] if probs.ndim == 3 else probs[row]
+        if logits.ndim == 2:
+            for row, values in zip(batch_ids, logits.cpu().numpy()):
+                raw[row] = values
     model.train(was_training)
-    return Inference(scores=scores, loss=total / count if count else None)
+    return Inference(scores=scores, loss=total / count if count else None,
+                     logits=raw if features and raw[0] is not None else None)
 
 
 def predict_examples(model, tokenizer, examples: list[SeqExample] | list[TokenExample], labels: LabelSet,
@@ -88,7 +97,7 @@ def predict_examples(model, tokenizer, examples: list[SeqExample] | list[TokenEx
         probs = result.scores
         preds = [labels.names[int(p.argmax())] for p in probs]
     return Evaluation(predictions=preds, probabilities=probs, metrics=score(examples, preds, labels),
-                      loss=result.loss)
+                      loss=result.loss, logits=result.logits)
 
 
 def score(examples: list, predictions: list, labels: LabelSet) -> dict | None:

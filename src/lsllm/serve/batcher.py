@@ -1,0 +1,163 @@
+"""Dynamic batching: one model worker serves every client. Requests are split into their texts, queued, and
+packed into batches of similar length up to a token budget and a batch size, or sent as they are once the
+oldest text has waited `wait_ms`; each request is answered when its last text is done."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from lsllm.inference.batched import Evaluation
+
+
+@dataclass
+class Limits:
+    max_batch_tokens: int = 8192
+    """Padded tokens per batch (rows x longest row): what a forward pass costs."""
+    max_batch_size: int = 32
+    wait_ms: float = 5.0
+    """How long the oldest queued text may wait for others to share its batch."""
+
+
+@dataclass
+class ItemResult:
+    """One text's share of a batch's Evaluation."""
+
+    prediction: object
+    probabilities: np.ndarray | None
+    logits: np.ndarray | None
+    raw: str | None
+
+
+@dataclass
+class _Job:
+    future: Future
+    results: list
+    remaining: int
+
+
+@dataclass
+class _Item:
+    job: _Job
+    index: int
+    example: object
+    tokens: int
+    queued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatchStats:
+    """What the worker did, for /metrics (read without the lock: the numbers are only ever added to)."""
+
+    batches: int = 0
+    texts: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+
+
+class DynamicBatcher:
+    """`submit(examples, token_counts)` returns a Future of one ItemResult per example. `evaluate` is the
+    predictor's (LS or prompting): it receives each batch as a list of examples and returns an Evaluation.
+    `on_batch(size, tokens)` is called after every batch (metrics)."""
+
+    def __init__(self, evaluate: Callable[[list], Evaluation], limits: Limits,
+                 on_batch: Callable[[int, int], None] | None = None):
+        self.evaluate, self.limits, self.on_batch = evaluate, limits, on_batch
+        self.stats = BatchStats()
+        self._pending: list[_Item] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._run, name="lsllm-batcher", daemon=True)
+        self._worker.start()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def submit(self, examples: list, token_counts: list[int]) -> Future:
+        job = _Job(Future(), [None] * len(examples), len(examples))
+        if not examples:
+            job.future.set_result([])
+            return job.future
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the server is shutting down")
+            self._pending.extend(_Item(job, i, e, n) for i, (e, n) in enumerate(zip(examples, token_counts)))
+            self._cond.notify()
+        return job.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish what is queued, then stop the worker."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._worker.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending:
+                    return  # stopping, nothing left
+                # Wait for company until the oldest text has waited wait_ms or a full batch is queued.
+                while not self._stopping and not self._full():
+                    left = self._pending[0].queued + self.limits.wait_ms / 1000 - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = self._take()
+            self._process(batch)
+
+    def _full(self) -> bool:
+        limits = self.limits
+        if len(self._pending) >= limits.max_batch_size:
+            return True
+        longest = max(item.tokens for item in self._pending)
+        return longest * len(self._pending) >= limits.max_batch_tokens
+
+    def _take(self) -> list[_Item]:
+        """The oldest text (so none starves), then the queued texts nearest its length while the batch's
+        padded size stays within the budget: little padding, as offline prediction's length-sorted batches."""
+        first = self._pending[0]
+        batch, longest = [first], first.tokens
+        for item in sorted(self._pending[1:], key=lambda it: abs(it.tokens - first.tokens)):
+            if len(batch) >= self.limits.max_batch_size:
+                break
+            width = max(longest, item.tokens)
+            if width * (len(batch) + 1) > self.limits.max_batch_tokens:
+                continue
+            batch.append(item)
+            longest = width
+        chosen = {id(item) for item in batch}
+        self._pending = [item for item in self._pending if id(item) not in chosen]
+        return batch
+
+    def _process(self, batch: list[_Item]) -> None:
+        try:
+            evaluation = self.evaluate([item.example for item in batch])
+        except Exception as err:  # a bug or an out-of-memory: those requests fail, the server goes on
+            for job in {id(item.job): item.job for item in batch}.values():
+                if not job.future.done():
+                    job.future.set_exception(err)
+            return
+        for k, item in enumerate(batch):
+            item.job.results[item.index] = ItemResult(
+                prediction=evaluation.predictions[k],
+                probabilities=None if evaluation.probabilities is None else evaluation.probabilities[k],
+                logits=None if evaluation.logits is None else evaluation.logits[k],
+                raw=None if evaluation.raw is None else evaluation.raw[k])
+            item.job.remaining -= 1
+            if item.job.remaining == 0 and not item.job.future.done():
+                item.job.future.set_result(item.job.results)
+        tokens = sum(item.tokens for item in batch)
+        self.stats.batches += 1
+        self.stats.texts += len(batch)
+        self.stats.tokens += tokens
+        self.stats.padded_tokens += max(item.tokens for item in batch) * len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), tokens)

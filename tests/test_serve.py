@@ -1,0 +1,355 @@
+"""`lsllm serve` on a real loopback port with tiny trained runs: every route, every error status, the API key,
+/metrics, answers equal to `lsllm predict`, concurrent clients, loading, overload and SIGTERM draining."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import uvicorn
+
+from lsllm.data.records import SeqExample
+from lsllm.inference.batched import Evaluation
+from lsllm.predict import Predictor
+from lsllm.serve import ServeLimits, create_app
+from lsllm.serve.batcher import DynamicBatcher, Limits
+from lsllm.serve.model import load_served_model
+
+SEQ_TEXTS = ["the movie was good", "awful boring plot", "a fine film with a great actor and fun plot", "dull"]
+TOKEN_TEXTS = ["john in paris .", "mary said the film in london was fun", "the plot"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base: str, method: str, path: str, payload=None, headers=None, raw: bytes | None = None):
+    """(status, parsed JSON or text) of one HTTP request."""
+    data = raw if raw is not None else (None if payload is None else json.dumps(payload).encode())
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, body, kind = response.status, response.read(), response.headers.get("content-type", "")
+    except urllib.error.HTTPError as err:
+        status, body, kind = err.code, err.read(), err.headers.get("content-type", "")
+    return status, (json.loads(body) if "json" in kind else body.decode())
+
+
+@contextmanager
+def running(load, limits=None, api_key=None):
+    """A real uvicorn server for the app on a free loopback port, in a thread; yields its base URL."""
+    port = free_port()
+    app = create_app(load, limits or ServeLimits(), api_key)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield base, app
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while call(base, "GET", "/health")[0] != 200:
+        assert time.monotonic() < deadline, "the model did not load"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def seq_server(tiny_runs):
+    model = load_served_model(tiny_runs["seq"])
+    with running(lambda: model, ServeLimits(batch_wait_ms=20, max_client_batch_size=8)) as (base, app):
+        wait_ready(base)
+        yield base, app
+
+
+@pytest.fixture(scope="module")
+def token_server(tiny_runs):
+    model = load_served_model(tiny_runs["token"])
+    with running(lambda: model) as (base, app):
+        wait_ready(base)
+        yield base, app
+
+
+def test_predict_and_classify_equal_lsllm_predict(tiny_runs, seq_server):
+    base, _ = seq_server
+    offline = Predictor(tiny_runs["seq"]).predict_rows(SEQ_TEXTS)
+    status, single = call(base, "POST", "/predict", {"inputs": SEQ_TEXTS[0]})
+    assert status == 200
+    assert [s["score"] for s in single] == sorted((s["score"] for s in single), reverse=True)
+    status, batch = call(base, "POST", "/predict", {"inputs": SEQ_TEXTS})
+    assert status == 200 and batch[0] == single
+    for row, answer in zip(offline, batch):
+        assert answer[0]["label"] == row["label"]
+        assert {s["label"] for s in answer} == set(row["probs"])
+        for s in answer:
+            assert abs(s["score"] - row["probs"][s["label"]]) < 1e-4
+    status, raw = call(base, "POST", "/predict", {"inputs": SEQ_TEXTS[0], "raw_scores": True})
+    logits = np.array([s["score"] for s in raw])
+    softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert status == 200 and np.allclose(softmax, [s["score"] for s in single], atol=1e-5)
+    status, pair = call(base, "POST", "/predict", {"inputs": [["a good film", "the plot was fun"]]})
+    assert status == 200 and len(pair) == 1 and len(pair[0]) == 2
+
+    status, answer = call(base, "POST", "/classify", {"model": tiny_runs["seq"].name, "input": SEQ_TEXTS})
+    assert status == 200 and answer["object"] == "list" and answer["model"] == tiny_runs["seq"].name
+    assert answer["usage"]["prompt_tokens"] > 0
+    for i, (row, item) in enumerate(zip(offline, answer["data"])):
+        assert item["index"] == i and item["label"] == row["label"] and item["num_classes"] == 2
+        assert np.allclose(item["probs"], list(row["probs"].values()), atol=1e-4)
+    status, err = call(base, "POST", "/classify", {"model": "another-model", "input": "good"})
+    assert status == 404 and err["error_type"] == "not_found"
+    status, info = call(base, "GET", "/info")
+    assert status == 200 and info["task"] == "seq" and info["labels"] == ["neg", "pos"]
+    assert info["attention"] in ("causal", "bidirectional") and info["max_input_tokens"] > 0
+    status, err = call(base, "POST", "/tag", {"inputs": "john"})
+    assert status == 400 and "/predict" in err["error"]
+
+
+def test_tag_equals_lsllm_predict_entities(tiny_runs, token_server):
+    base, _ = token_server
+    offline = Predictor(tiny_runs["token"]).predict_rows(TOKEN_TEXTS)
+    status, answers = call(base, "POST", "/tag", {"inputs": TOKEN_TEXTS})
+    assert status == 200 and len(answers) == len(TOKEN_TEXTS)
+    for text, row, entities in zip(TOKEN_TEXTS, offline, answers):
+        assert [(e["entity_group"], e["start"], e["end"]) for e in entities] == [
+            (e["type"], e["start"], e["end"]) for e in row["entities"]]
+        for e in entities:
+            assert text[e["start"]:e["end"]] == e["word"] and 0 < e["score"] <= 1
+    status, words = call(base, "POST", "/tag", {"inputs": TOKEN_TEXTS[1], "aggregation_strategy": "none"})
+    assert status == 200
+    tags = offline[1]["tags"]
+    assert [w["index"] for w in words] == [i for i, t in enumerate(tags) if t != "O"]
+    for w in words:
+        assert w["entity"] == tags[w["index"]] and TOKEN_TEXTS[1][w["start"]:w["end"]] == w["word"]
+    status, split = call(base, "POST", "/tag", {"tokens": [r["tokens"] for r in offline]})
+    assert status == 200 and split["tags"] == [r["tags"] for r in offline]
+    status, err = call(base, "POST", "/predict", {"inputs": "john"})
+    assert status == 400 and "/tag" in err["error"]
+
+
+@pytest.mark.parametrize("raw, status, kind", [
+    (b"{not json", 400, "malformed"),
+    (b"", 400, "empty"),
+    (b'{"inputs": ""}', 400, "empty"),
+    (b'{"inputs": []}', 400, "empty"),
+    (b'{"inputs": ["good", "   "]}', 400, "empty"),
+    (b'{"inputs": 5}', 422, "validation"),
+    (b'{"inputs": ["good", 5]}', 422, "validation"),
+    (b'{"inputs": [["a", "b", "c"]]}', 422, "validation"),
+    (b'{"inputs": "good", "truncate": "yes"}', 422, "validation"),
+    (b'{"text": "good"}', 422, "validation"),
+    (b'["good"]', 422, "validation"),
+    (json.dumps({"inputs": ["good"] * 9}).encode(), 413, "payload_too_large"),
+    (json.dumps({"inputs": "good " * 500_000}).encode(), 413, "payload_too_large"),
+    (json.dumps({"inputs": "good " * 300}).encode(), 422, "validation"),  # over max-input-tokens, no truncate
+])
+def test_bad_requests_get_their_status_and_never_hurt_the_server(seq_server, raw, status, kind):
+    base, _ = seq_server
+    got, body = call(base, "POST", "/predict", raw=raw)
+    assert (got, body["error_type"]) == (status, kind) and body["error"]
+    assert call(base, "POST", "/predict", {"inputs": "good film"})[0] == 200
+
+
+def test_truncate_and_unknown_routes(seq_server):
+    base, _ = seq_server
+    assert call(base, "POST", "/predict", {"inputs": "good " * 300, "truncate": True})[0] == 200
+    status, body = call(base, "GET", "/nowhere")
+    assert status == 404 and body["error_type"] == "not_found"
+    status, body = call(base, "GET", "/predict")
+    assert status == 405 and "error" in body
+
+
+def test_metrics_count_requests_and_batches(seq_server):
+    base, _ = seq_server
+    call(base, "POST", "/predict", {"inputs": SEQ_TEXTS})
+    call(base, "POST", "/predict", raw=b"{oops")
+    status, text = call(base, "GET", "/metrics")
+    assert status == 200
+    assert 'lsllm_requests_total{route="/predict",status="200"}' in text
+    assert 'lsllm_requests_total{route="/predict",status="400"}' in text
+    count = [line for line in text.splitlines() if line.startswith("lsllm_batch_size_count")]
+    assert count and float(count[0].split()[-1]) >= 1
+    assert "lsllm_queue_depth" in text and "lsllm_request_seconds_bucket" in text
+
+
+def test_concurrent_clients_are_batched_and_get_their_own_answers(seq_server):
+    base, app = seq_server
+    texts = [f"{w} film the plot" for w in ("good", "bad", "great", "awful", "fun", "dull", "fine", "boring")] * 4
+    expected = {t: call(base, "POST", "/predict", {"inputs": t})[1] for t in set(texts)}
+    stats = app.state.lsllm.batcher.stats
+    batches, served = stats.batches, stats.texts
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda t: call(base, "POST", "/predict", {"inputs": t}), texts))
+    assert all(status == 200 for status, _ in answers)
+    for text, (_, answer) in zip(texts, answers):
+        assert [s["label"] for s in answer] == [s["label"] for s in expected[text]]
+        assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(answer, expected[text]))
+    assert stats.texts - served == len(texts)
+    assert stats.batches - batches < len(texts)  # clients shared batches
+
+
+def test_api_key_guards_every_route_but_the_page_and_health(tiny_runs):
+    model = load_served_model(tiny_runs["seq"])
+    with running(lambda: model, api_key="s3cret") as (base, _):
+        wait_ready(base)
+        for method, path, payload in [("POST", "/predict", {"inputs": "good"}), ("GET", "/info", None),
+                                      ("GET", "/metrics", None), ("POST", "/classify", {"input": "good"})]:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                status, body = call(base, method, path, payload, headers)
+                assert status == 401 and body["error_type"] == "unauthorized", (path, headers)
+            assert call(base, method, path, payload, {"Authorization": "Bearer s3cret"})[0] == 200
+        assert call(base, "GET", "/health")[0] == 200
+        status, page = call(base, "GET", "/")
+        assert status == 200 and "<html" in page.lower()
+
+
+def test_loading_answers_503_then_serves(tiny_runs):
+    gate = threading.Event()
+    model = load_served_model(tiny_runs["seq"])
+
+    def slow_load():
+        gate.wait(30)
+        return model
+
+    with running(slow_load) as (base, _):
+        status, body = call(base, "GET", "/health")
+        assert status == 503 and body["status"] == "loading"
+        status, body = call(base, "POST", "/predict", {"inputs": "good"})
+        assert status == 503 and body["error_type"] == "unhealthy"
+        gate.set()
+        wait_ready(base)
+        assert call(base, "POST", "/predict", {"inputs": "good"})[0] == 200
+
+    def broken_load():
+        raise OSError("model.safetensors: truncated file")
+
+    with running(broken_load) as (base, _):
+        time.sleep(0.2)
+        status, body = call(base, "GET", "/health")
+        assert status == 503 and body["status"] == "failed" and "truncated" in body["error"]
+
+
+def test_full_queue_answers_429_and_a_failing_batch_500_without_stopping(tiny_runs):
+    model = load_served_model(tiny_runs["seq"])
+    gate, evaluate = threading.Event(), model.evaluate
+
+    def gated(examples):
+        gate.wait(30)
+        if any(e.text == "explode" for e in examples):
+            raise RuntimeError("boom")
+        return evaluate(examples)
+
+    model.evaluate = gated
+    with running(lambda: model, ServeLimits(max_concurrent_requests=1)) as (base, _):
+        wait_ready(base)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(call, base, "POST", "/predict", {"inputs": "good"})
+            time.sleep(0.3)
+            status, body = call(base, "POST", "/predict", {"inputs": "bad"})
+            assert status == 429 and body["error_type"] == "overloaded"
+            gate.set()
+            assert first.result()[0] == 200
+        status, body = call(base, "POST", "/predict", {"inputs": "explode"})
+        assert status == 500 and "boom" in body["error"]
+        assert call(base, "POST", "/predict", {"inputs": "good"})[0] == 200
+
+
+def test_batcher_packs_by_token_budget_oldest_first_and_splits_requests():
+    seen = []
+
+    def evaluate(examples):
+        seen.append([e.text for e in examples])
+        return Evaluation(predictions=[e.text.upper() for e in examples], probabilities=None, metrics=None)
+
+    batcher = DynamicBatcher(evaluate, Limits(max_batch_tokens=40, max_batch_size=3, wait_ms=200))
+    try:
+        texts = ["a", "b", "c", "d", "e", "long"]
+        future = batcher.submit([SeqExample(text=t) for t in texts], [5, 5, 5, 6, 5, 30])
+        results = future.result(10)
+        assert [r.prediction for r in results] == [t.upper() for t in texts]
+        assert all(len(b) <= 3 and max(5, 6 if "d" in b else 5, 30 if "long" in b else 0) * len(b) <= 40 or len(b) == 1
+                   for b in seen)
+        assert seen[0][0] == "a" and ["long"] in seen  # the oldest leads; the long text rides alone
+        assert sorted(t for b in seen for t in b) == sorted(texts)
+    finally:
+        batcher.close(5)
+
+
+def test_sigterm_drains_requests_in_flight_then_exits(tiny_runs):
+    port = free_port()
+    env = {**os.environ, "LSLLM_API_KEY": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "lsllm.cli", "serve", str(tiny_runs["seq"]), "--port", str(port),
+                             "--batch-wait-ms", "1500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if call(base, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(call, base, "POST", "/predict", {"inputs": "good film"})
+            time.sleep(0.5)  # queued, waiting for company
+            proc.send_signal(signal.SIGTERM)
+            status, answer = pending.result(60)
+        assert status == 200 and math.isclose(sum(s["score"] for s in answer), 1, abs_tol=1e-4)
+        assert proc.wait(60) == 0
+        assert b"serving seq" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_cli_refuses_a_missing_run_and_a_busy_port(tiny_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from lsllm.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "no such run folder" in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = CliRunner().invoke(app, ["serve", str(tiny_runs["seq"]), "--port", str(busy.getsockname()[1])])
+    assert result.exit_code == 2 and "can't listen" in result.output
+
+
+def test_huggingface_hub_inference_client_works_unchanged(seq_server, token_server):
+    from huggingface_hub import InferenceClient
+
+    base, _ = seq_server
+    expected = call(base, "POST", "/predict", {"inputs": "good film"})[1]
+    answer = InferenceClient(model=base).text_classification("good film", top_k=2)
+    assert [(a.label, round(a.score, 5)) for a in answer] == [(e["label"], round(e["score"], 5)) for e in expected]
+    base, _ = token_server
+    expected = call(base, "POST", "/tag", {"inputs": TOKEN_TEXTS[0]})[1]
+    answer = InferenceClient(model=base).token_classification(TOKEN_TEXTS[0])
+    assert [(a.entity_group, a.start, a.end) for a in answer] == [(e["entity_group"], e["start"], e["end"])
+                                                                  for e in expected]
