@@ -69,6 +69,7 @@ class State:
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
         self.inflight = 0
+        self.overhead_tokens: float | None = None
 
     def max_input_tokens(self) -> int:
         if self.limits.max_input_tokens is not None:
@@ -86,8 +87,10 @@ def create_app(load: Callable[[], ServedModel], limits: ServeLimits | None = Non
     def load_in_background() -> None:
         try:
             model = load()
+            state.overhead_tokens = model.calibrate()
             state.batcher = DynamicBatcher(model.evaluate, Limits(limits.max_batch_tokens, limits.max_batch_size,
-                                                                  limits.batch_wait_ms), metrics.on_batch)
+                                                                  limits.batch_wait_ms, state.overhead_tokens),
+                                           metrics.on_batch)
             state.model = model
         except Exception as err:  # noqa: BLE001 - reported on /health and by `lsllm serve`, which exits
             state.load_error = " ".join(str(err).split()) or type(err).__name__
@@ -175,7 +178,8 @@ def create_app(load: Callable[[], ServedModel], limits: ServeLimits | None = Non
     @app.get("/info")
     async def info():
         model = ready()
-        limit_info = asdict(limits) | {"max_input_tokens": state.max_input_tokens()}
+        limit_info = asdict(limits) | {"max_input_tokens": state.max_input_tokens(),
+                                       "pass_overhead_tokens": round(state.overhead_tokens, 1)}
         return model.info | limit_info | {"auth": bool(api_key)}
 
     @app.get("/metrics")
@@ -188,7 +192,12 @@ def create_app(load: Callable[[], ServedModel], limits: ServeLimits | None = Non
 
     async def body(request: Request) -> dict:
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.max_request_bytes:  # refused before it is read
+        if declared.isdigit() and int(declared) > limits.max_request_bytes:  # refused without keeping it
+            drained = 0  # read and dropped (up to 64 MB), so the client sees the 413, not a broken pipe
+            async for chunk in request.stream():
+                drained += len(chunk)
+                if drained > 64_000_000:
+                    break
             raise ServeError(413, f"request body is {declared} bytes; the limit is {limits.max_request_bytes}",
                              "payload_too_large")
         return parse_body(await request.body(), limits.max_request_bytes)

@@ -1,6 +1,8 @@
-"""Dynamic batching: one model worker serves every client. Requests are split into their texts, queued, and
-packed into batches of similar length up to a token budget and a batch size, or sent as they are once the
-oldest text has waited `wait_ms`; each request is answered when its last text is done."""
+"""Dynamic batching: one model worker serves every client. Requests are split into their texts and queued.
+Once a forward pass's worth is queued, or the oldest text has waited `wait_ms`, the worker takes the queued
+texts (oldest first, then those nearest its length), sorts them by length and cuts them into forward passes
+where padding would cost more than another pass would (`plan_passes`); each request is answered as soon as
+its last text is done."""
 from __future__ import annotations
 
 import threading
@@ -21,6 +23,33 @@ class Limits:
     max_batch_size: int = 32
     wait_ms: float = 5.0
     """How long the oldest queued text may wait for others to share its batch."""
+    overhead_tokens: float = 32.0
+    """What one more forward pass costs, in padded tokens (measured at start-up: `ServedModel.calibrate`)."""
+    pool: int = 4
+    """The worker takes up to pool x max_batch_size queued texts at once, so it can sort them into passes."""
+
+
+def plan_passes(tokens: list[int], max_rows: int, max_tokens: int, overhead: float) -> list[list[int]]:
+    """Indices of `tokens` (lengths) cut into forward passes of at most max_rows rows and max_tokens padded
+    tokens (a longer text goes alone), minimising padded tokens + overhead per pass: sorted by length,
+    the best cut points by dynamic programming (O(n x max_rows))."""
+    order = sorted(range(len(tokens)), key=lambda i: tokens[i])
+    lengths = [tokens[i] for i in order]
+    best = [0.0] + [float("inf")] * len(order)
+    start = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for first in range(end, max(0, end - max_rows), -1):  # the pass is order[first-1:end]
+            rows = end - first + 1
+            if rows > 1 and lengths[end - 1] * rows > max_tokens:
+                break
+            cost = best[first - 1] + lengths[end - 1] * rows + overhead
+            if cost < best[end]:
+                best[end], start[end] = cost, first - 1
+    passes, end = [], len(order)
+    while end:
+        passes.append(order[start[end]:end])
+        end = start[end]
+    return passes[::-1]
 
 
 @dataclass

@@ -3,12 +3,13 @@ instruct runs, merged exports), with what the routes need from it: its task and 
 the batch budget and the input limit, and batch evaluation (the same code offline prediction runs)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lsllm import __version__
 from lsllm.data.encode import special_tokens
-from lsllm.data.records import TokenExample
+from lsllm.data.records import SeqExample, TokenExample
 from lsllm.inference.batched import Evaluation
 from lsllm.model.spec import ModelSpec
 from lsllm.predict import Predictor
@@ -39,6 +40,27 @@ class ServedModel:
 
     def evaluate(self, examples: list) -> Evaluation:
         return self.predictor.evaluate(examples)
+
+    def calibrate(self, repeats: int = 2) -> float:
+        """What one more forward pass costs in padded tokens on this machine: a 1-row and an 8-row pass of
+        the same short text, timed (best of `repeats`), fitted as time = a x padded tokens + b; returns b / a.
+        The batcher weighs padding against extra passes with it (a CPU: tens of tokens; a GPU: thousands)."""
+        words = ["word"] * 14
+        example = TokenExample(tokens=words) if self.task == "token" else SeqExample(text=" ".join(words))
+        tokens = self.count_tokens([example])[0]
+        self.evaluate([example])  # warm-up
+
+        def best(rows: int) -> float:
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                self.evaluate([example] * rows)
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        one, eight = best(1), best(8)
+        per_token = max((eight - one) / (7 * tokens), 1e-12)
+        return float(min(max(one / per_token - tokens, 4.0), 16384.0))
 
     def count_tokens(self, examples: list) -> list[int]:
         """Tokens of each example as the model encodes it, before truncation (batch budget, input limit)."""
