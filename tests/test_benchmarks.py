@@ -58,3 +58,19 @@ def test_throughput_quick_prints_the_length_and_time_to_accuracy_tables(smollm2,
         assert r["curve"] and r["curve"][-1]["examples"] <= 48 and r["peak_rss_mib"] > 500
         assert all(c["train_seconds"] > 0 for c in r["curve"])
     assert "| length | attention |" in result.stdout and "| workload | variant | flags | seconds to target |" in result.stdout
+
+
+def test_serve_load_test_runs_every_level_without_errors(tiny_runs, shared_data, tmp_path):
+    """benchmarks/serve_load.py end to end on the tiny runs (the numbers in RESULTS.md come from SmolLM2)."""
+    out = tmp_path / "serve_load.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), str(tiny_runs["seq"]), "--token-run",
+           str(tiny_runs["token"]), "--requests", "64", "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| run | clients |" in result.stdout
+    for run in json.loads(out.read_text()):
+        assert [level["concurrency"] for level in run["levels"]] == [1, 8, 32, 128]
+        assert all(level["errors"] == 0 for level in run["levels"])
+        mixed = run["mixed"]
+        assert mixed["good_ok"] == mixed["good"] and mixed["bad_4xx"] == mixed["bad"] and mixed["5xx"] == 0
+        assert run["server_exit"] == 0
