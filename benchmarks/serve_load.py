@@ -22,55 +22,16 @@ import datetime
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from lsllm.serve.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CONCURRENCY = (1, 8, 32, 128)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`lsllm serve RUN` as a child process on a free port."""
-
-    def __init__(self, run: Path, *flags: str):
-        self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "lsllm.cli", "serve", str(run), "--port", str(self.port),
-                                      *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited: {self.proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not become ready in 10 minutes")
-            time.sleep(0.2)
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        return self.proc.wait(120)
 
 
 async def _client(port: int, jobs: asyncio.Queue, results: list) -> None:
@@ -159,25 +120,18 @@ def answer_key(task: str, answer: bytes):
     return data[0]["label"] if task == "seq" else [e["start"] for e in data]
 
 
-def workload(run: Path, task: str, args) -> dict:
-    unique = texts_for(task, 400, seed=1)
-    texts = texts_for(task, args.requests, seed=0)
-    out = {"run": str(run), "task": task}
-    rate, labels = offline(run, unique)
-    expected = dict(zip(unique, labels))
-    out["offline_texts_per_s"] = rate
-    server = Server(run)
-    out["rss_start_mib"] = server.rss_mib()
-    out["levels"] = []
-    for c in CONCURRENCY:
-        n = min(len(texts), max(50, args.requests // (8 if c == 1 else 2))) if c != 32 else len(texts)
-        stats = load(server.port, [request(task, t) for t in texts[:n]], c, args.time_limit)
-        stats.pop("results")
-        stats["rss_after_mib"] = server.rss_mib()
-        out["levels"].append(stats)
-        print(f"  {task} c={c}: {stats['requests_per_s']:.1f} req/s, p50 {stats['p50_ms']:.0f} ms, "
-              f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}, RSS {stats['rss_after_mib']:.0f} MiB",
-              flush=True)
+def level(server: ServerProcess, task: str, texts: list[str], concurrency: int, args) -> dict:
+    n = len(texts) if concurrency == 32 else min(len(texts), max(50, args.requests // (8 if concurrency == 1 else 2)))
+    stats = load(server.port, [request(task, t) for t in texts[:n]], concurrency, args.time_limit)
+    stats.pop("results")
+    stats["rss_after_mib"] = server.rss_mib()
+    print(f"  {task} c={concurrency}: {stats['requests_per_s']:.1f} req/s, p50 {stats['p50_ms']:.0f} ms, "
+          f"p99 {stats['p99_ms']:.0f} ms, errors {stats['errors']}, RSS {stats['rss_after_mib']:.0f} MiB", flush=True)
+    return stats
+
+
+def mixed_run(server: ServerProcess, task: str, unique: list[str], expected: dict, args) -> dict:
+    """Every 10th request bad (malformed, empty, mistyped or oversize): good ones must be right, bad ones 4xx."""
     mixed, kinds = [], []
     for i, text in enumerate(unique):
         if i % 10 == 9:
@@ -190,20 +144,32 @@ def workload(run: Path, task: str, args) -> dict:
     stats = load(server.port, mixed, 32, args.time_limit)
     good = [r for r in stats["results"] if kinds[r[0]] != "bad"]
     bad = [r for r in stats["results"] if kinds[r[0]] == "bad"]
-    out["mixed"] = {"good": len(good), "bad": len(bad),
-                    "good_ok": sum(r[1] == 200 and answer_key(task, r[3]) == expected[kinds[r[0]]] for r in good),
-                    "bad_4xx": sum(400 <= r[1] < 500 for r in bad),
-                    "5xx": sum(r[1] >= 500 for r in stats["results"])}
-    print(f"  {task} mixed: {out['mixed']}", flush=True)
-    out["rss_end_mib"] = server.rss_mib()
-    out["server_exit"] = server.stop()
-    single = Server(run, "--max-batch-size", "1")
-    n = min(len(texts), max(200, args.requests // 4))
-    stats = load(single.port, [request(task, t) for t in texts[:n]], 32, args.time_limit)
-    stats.pop("results")
-    single.stop()
+    result = {"good": len(good), "bad": len(bad),
+              "good_ok": sum(r[1] == 200 and answer_key(task, r[3]) == expected[kinds[r[0]]] for r in good),
+              "bad_4xx": sum(400 <= r[1] < 500 for r in bad), "5xx": sum(r[1] >= 500 for r in stats["results"])}
+    print(f"  {task} mixed: {result}", flush=True)
+    return result
+
+
+def workload(run: Path, task: str, args) -> dict:
+    unique = texts_for(task, 400, seed=1)
+    texts = texts_for(task, args.requests, seed=0)
+    out = {"run": str(run), "task": task}
+    rate, labels = offline(run, unique)
+    expected = dict(zip(unique, labels))
+    out["offline_texts_per_s"] = rate
+    with ServerProcess(run, timeout=600) as server:
+        out["rss_start_mib"] = server.rss_mib()
+        out["levels"] = [level(server, task, texts, c, args) for c in CONCURRENCY]
+        out["mixed"] = mixed_run(server, task, unique, expected, args)
+        out["rss_end_mib"] = server.rss_mib()
+    out["server_exit"] = server.proc.returncode
+    with ServerProcess(run, "--max-batch-size", "1", timeout=600) as single:
+        n = min(len(texts), max(200, args.requests // 4))
+        stats = load(single.port, [request(task, t) for t in texts[:n]], 32, args.time_limit)
+        stats.pop("results")
     out["batch1_c32"] = stats
-    c32 = next(level for level in out["levels"] if level["concurrency"] == 32)
+    c32 = next(lv for lv in out["levels"] if lv["concurrency"] == 32)
     out["share_of_offline_c32"] = c32["requests_per_s"] / rate
     out["batching_gain_c32"] = c32["requests_per_s"] / stats["requests_per_s"]
     print(f"  {task}: c32 = {out['share_of_offline_c32']:.0%} of offline ({rate:.1f} texts/s); dynamic batching "

@@ -12,16 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
+
+from lsllm.serve.process import ServerProcess
 
 EXAMPLES = {"seq": "a gorgeous, witty, seductive movie",
             "token": "John Smith flew from Paris to Berlin to meet Angela Merkel ."}
@@ -51,50 +45,6 @@ def make_driver(width: int = WIDTH, height: int = HEIGHT):
                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
     driver.set_page_load_timeout(30)
     return driver
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def served(run: Path, timeout: float = 300):
-    """`lsllm serve RUN` on a free loopback port until /health answers 200; yields its URL; SIGTERM at the end."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "lsllm.cli", "serve", str(run), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-
-    def output() -> str:
-        log.seek(0)
-        return log.read().decode(errors="replace")
-
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                sys.exit(f"lsllm serve {run} exited with {proc.returncode}:\n{output()}")
-            if time.monotonic() > deadline:
-                sys.exit(f"lsllm serve {run}: /health not ready after {timeout:.0f} s:\n{output()}")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def shoot(driver, base: str, text: str, path: Path) -> str:
@@ -128,8 +78,8 @@ def main() -> int:
     try:
         for task, run in (("seq", args.seq_run), ("token", args.token_run)):
             path = args.output / f"serve_{task}.png"
-            with served(run) as base:
-                shown = shoot(driver, base, EXAMPLES[task], path)
+            with ServerProcess(run) as server:
+                shown = shoot(driver, server.url, EXAMPLES[task], path)
             if shown != task:
                 sys.exit(f"{run} is a {shown} run, expected a {task} run")
             print(f"wrote {path}")

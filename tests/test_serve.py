@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,15 +23,10 @@ from lsllm.predict import Predictor
 from lsllm.serve import ServeLimits, create_app
 from lsllm.serve.batcher import DynamicBatcher, Limits, plan_passes
 from lsllm.serve.model import load_served_model
+from lsllm.serve.process import ServerProcess, free_port
 
 SEQ_TEXTS = ["the movie was good", "awful boring plot", "a fine film with a great actor and fun plot", "dull"]
 TOKEN_TEXTS = ["john in paris .", "mary said the film in london was fun", "the plot"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(base: str, method: str, path: str, payload=None, headers=None, raw: bytes | None = None):
@@ -79,7 +71,10 @@ def wait_ready(base: str, timeout: float = 60) -> None:
 @pytest.fixture(scope="module")
 def seq_server(tiny_runs):
     model = load_served_model(tiny_runs["seq"])
-    with running(lambda: model, ServeLimits(batch_wait_ms=20, max_client_batch_size=8)) as (base, app):
+    # A fixed pass overhead far above any padding: queued texts always share a pass (the start-up measurement
+    # varies with the machine's load, and the concurrency test asserts that clients share passes).
+    limits = ServeLimits(batch_wait_ms=50, max_client_batch_size=8, pass_overhead_tokens=10_000)
+    with running(lambda: model, limits) as (base, app):
         wait_ready(base)
         yield base, app
 
@@ -308,33 +303,15 @@ def test_plan_passes_weighs_padding_against_another_pass():
 
 
 def test_sigterm_drains_requests_in_flight_then_exits(tiny_runs):
-    port = free_port()
-    env = {**os.environ, "LSLLM_API_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "lsllm.cli", "serve", str(tiny_runs["seq"]), "--port", str(port),
-                             "--batch-wait-ms", "1500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if call(base, "GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    with ServerProcess(tiny_runs["seq"], "--batch-wait-ms", "1500", timeout=120) as server:
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(call, base, "POST", "/predict", {"inputs": "good film"})
+            pending = pool.submit(call, server.url, "POST", "/predict", {"inputs": "good film"})
             time.sleep(0.5)  # queued, waiting for company
-            proc.send_signal(signal.SIGTERM)
+            server.proc.send_signal(signal.SIGTERM)
             status, answer = pending.result(60)
         assert status == 200 and math.isclose(sum(s["score"] for s in answer), 1, abs_tol=1e-4)
-        assert proc.wait(60) == 0
-        assert b"serving seq" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert server.proc.wait(60) == 0
+        assert "serving seq" in server.output()
 
 
 def test_serve_cli_refuses_a_missing_run_and_a_busy_port(tiny_runs, tmp_path):

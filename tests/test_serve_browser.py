@@ -6,17 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from lsllm.serve.process import ServerProcess
 
 PAGE = Path(__file__).resolve().parents[1] / "src" / "lsllm" / "serve" / "page.html"
 API_KEY = "browser-test-key"
@@ -63,42 +57,6 @@ def driver(chromium):
     browser.quit()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def served(run: Path, log: Path, *extra: str):
-    """`lsllm serve RUN` as a subprocess on a free loopback port, until /health answers 200; yields its URL."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lsllm.cli", "serve", str(run), "--port", str(port), *extra],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"lsllm serve exited with {proc.returncode}:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"/health never answered 200 in 120 s:\n{log.read_text()}"
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _wait(driver, condition, timeout: float = 30):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -117,11 +75,12 @@ def test_page_is_self_contained():
     assert len(html.splitlines()) < 300
 
 
-def test_classifier_page(chromium, tiny_runs, driver, tmp_path):
+def test_classifier_page(chromium, tiny_runs, driver):
     from selenium.webdriver.common.by import By
 
     labels = (tiny_runs["seq"] / "labels.txt").read_text().split()
-    with served(tiny_runs["seq"], tmp_path / "serve.log", "--api-key", API_KEY) as base:
+    with ServerProcess(tiny_runs["seq"], "--api-key", API_KEY, timeout=120) as server:
+        base = server.url
         driver.get(base + "/")
         key = _wait(driver, lambda d: d.find_element(By.ID, "key") if d.find_element(By.ID, "key").is_displayed()
                     else None)
@@ -154,12 +113,13 @@ def test_classifier_page(chromium, tiny_runs, driver, tmp_path):
         _only_local_requests(driver, base)
 
 
-def test_tagger_page(chromium, tiny_runs, driver, tmp_path):
+def test_tagger_page(chromium, tiny_runs, driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     sentence = "john in paris & <b>london</b> ."
-    with served(tiny_runs["token"], tmp_path / "serve.log") as base:
+    with ServerProcess(tiny_runs["token"], timeout=120) as server:
+        base = server.url
         driver.get(base + "/")
         text = _wait(driver, lambda d: d.find_element(By.ID, "text") if d.find_element(By.ID, "text").is_displayed()
                      else None)

@@ -224,6 +224,8 @@ def serve(
     max_input_tokens: Optional[int] = typer.Option(
         None, min=1, help="Longest input without truncation (default: the model's max length; token runs: 64x)."),
     max_client_batch_size: int = typer.Option(256, min=1, help="Inputs per request before 413."),
+    pass_overhead_tokens: Optional[float] = typer.Option(
+        None, min=0, help="What one more forward pass costs in padded tokens (default: measured at start-up)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda if available)."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     verbose: bool = VERBOSE,
@@ -236,7 +238,8 @@ def serve(
         _fail(f"--precision must be auto, bf16 or fp32, not {precision!r}")
     limits = ServeLimits(max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                          batch_wait_ms=batch_wait_ms, max_concurrent_requests=max_concurrent_requests,
-                         max_input_tokens=max_input_tokens, max_client_batch_size=max_client_batch_size)
+                         max_input_tokens=max_input_tokens, max_client_batch_size=max_client_batch_size,
+                         pass_overhead_tokens=pass_overhead_tokens)
 
     def ready(model):
         typer.echo(f"serving {model.name} ({model.task}: {', '.join(model.labels[:8])}"

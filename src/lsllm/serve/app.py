@@ -34,6 +34,8 @@ class ServeLimits:
     """Longest input accepted with `truncate: false` (None: the model's max_length; token runs: 64x it)."""
     max_client_batch_size: int = 256
     max_request_bytes: int = 2_000_000
+    pass_overhead_tokens: float | None = None
+    """What one more forward pass costs in padded tokens; None: measured at start-up (ServedModel.calibrate)."""
 
 
 class Metrics:
@@ -87,7 +89,7 @@ def create_app(load: Callable[[], ServedModel], limits: ServeLimits | None = Non
     def load_in_background() -> None:
         try:
             model = load()
-            state.overhead_tokens = model.calibrate()
+            state.overhead_tokens = limits.pass_overhead_tokens or model.calibrate()
             state.batcher = DynamicBatcher(model.evaluate, Limits(limits.max_batch_tokens, limits.max_batch_size,
                                                                   limits.batch_wait_ms, state.overhead_tokens),
                                            metrics.on_batch)
