@@ -340,3 +340,27 @@ def test_huggingface_hub_inference_client_works_unchanged(seq_server, token_serv
     answer = InferenceClient(model=base).token_classification(TOKEN_TEXTS[0])
     assert [(a.entity_group, a.start, a.end) for a in answer] == [(e["entity_group"], e["start"], e["end"])
                                                                   for e in expected]
+
+
+def test_a_zero_shot_prompting_run_is_served_like_any_run(tiny_models, tmp_path):
+    from lsllm.cli import main
+    from lsllm.predict import load_predictor
+    from tests.test_workflow import write_seq_csv
+
+    data = write_seq_csv(tmp_path / "dev.csv", 8, 1)
+    run = tmp_path / "zero"
+    assert main(["train", "--method", "zero-shot", "--model", str(tiny_models["llama"]), "--train", str(data),
+                 "--validation", str(data), "--label-names", "neg=negative,pos=positive", "--output", str(run)]) == 0
+    offline = load_predictor(run).predict_rows(SEQ_TEXTS)
+    model = load_served_model(run)
+    with running(lambda: model) as (base, _):
+        wait_ready(base)
+        status, info = call(base, "GET", "/info")
+        assert status == 200 and info["method"] == "zero-shot" and info["labels"] == ["neg", "pos"]
+        status, answers = call(base, "POST", "/predict", {"inputs": SEQ_TEXTS})
+        assert status == 200
+        for row, answer in zip(offline, answers):
+            assert answer[0]["label"] == row["label"]
+            assert all(abs(s["score"] - row["probs"][s["label"]]) < 1e-4 for s in answer)
+        status, err = call(base, "POST", "/predict", {"inputs": "good", "raw_scores": True})
+        assert status == 422 and "raw_scores" in err["error"]
