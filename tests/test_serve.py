@@ -293,6 +293,24 @@ def test_batcher_sorts_queued_texts_into_passes_within_the_limits_and_splits_req
         batcher.close(5)
 
 
+def test_batcher_cuts_what_is_queued_into_passes_by_padding_against_pass_overhead():
+    for overhead, expected in [(1, [["l"] * 4, ["s"] * 4]), (1_000, [["l"] * 4 + ["s"] * 4])]:
+        seen = []
+
+        def evaluate(examples):
+            seen.append([e.text for e in examples])
+            return Evaluation(predictions=[e.text for e in examples], probabilities=None, metrics=None)
+
+        batcher = DynamicBatcher(evaluate, Limits(max_batch_tokens=10_000, max_batch_size=8, wait_ms=500,
+                                                  overhead_tokens=overhead))
+        try:
+            texts = ["s", "l"] * 4
+            batcher.submit([SeqExample(text=t) for t in texts], [10 if t == "s" else 50 for t in texts]).result(10)
+            assert sorted(map(sorted, seen)) == expected
+        finally:
+            batcher.close(5)
+
+
 def test_plan_passes_weighs_padding_against_another_pass():
     lengths = [10, 10, 10, 10, 50, 50, 50, 50]
     cheap_passes = plan_passes(lengths, max_rows=8, max_tokens=10_000, overhead=1)
@@ -328,8 +346,11 @@ def test_serve_cli_refuses_a_missing_run_and_a_busy_port(tiny_runs, tmp_path):
     assert result.exit_code == 2 and "can't listen" in result.output
 
 
-def test_huggingface_hub_inference_client_works_unchanged(seq_server, token_server):
-    from huggingface_hub import InferenceClient
+def test_huggingface_hub_inference_client_works_unchanged(seq_server, token_server, monkeypatch):
+    from huggingface_hub import InferenceClient, constants
+
+    # CI sets HF_HUB_OFFLINE=1 (nothing may reach the Hub), which huggingface_hub also applies to a local URL.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
     base, _ = seq_server
     expected = call(base, "POST", "/predict", {"inputs": "good film"})[1]

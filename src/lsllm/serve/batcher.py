@@ -139,8 +139,9 @@ class DynamicBatcher:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                batch = self._take()
-            self._process(batch)
+                passes = self._take()
+            for batch in passes:
+                self._process(batch)
 
     def _full(self) -> bool:
         limits = self.limits
@@ -149,22 +150,18 @@ class DynamicBatcher:
         longest = max(item.tokens for item in self._pending)
         return longest * len(self._pending) >= limits.max_batch_tokens
 
-    def _take(self) -> list[_Item]:
-        """The oldest text (so none starves), then the queued texts nearest its length while the batch's
-        padded size stays within the budget: little padding, as offline prediction's length-sorted batches."""
-        first = self._pending[0]
-        batch, longest = [first], first.tokens
-        for item in sorted(self._pending[1:], key=lambda it: abs(it.tokens - first.tokens)):
-            if len(batch) >= self.limits.max_batch_size:
-                break
-            width = max(longest, item.tokens)
-            if width * (len(batch) + 1) > self.limits.max_batch_tokens:
-                continue
-            batch.append(item)
-            longest = width
-        chosen = {id(item) for item in batch}
+    def _take(self) -> list[list[_Item]]:
+        """The oldest text (so none starves), then up to pool x max_batch_size queued texts nearest its length,
+        cut into forward passes by `plan_passes`: little padding, as offline prediction's length-sorted batches."""
+        limits = self.limits
+        first, rest = self._pending[0], self._pending[1:]
+        nearest = sorted(rest, key=lambda it: abs(it.tokens - first.tokens))
+        pool = [first] + nearest[:limits.pool * limits.max_batch_size - 1]
+        chosen = {id(item) for item in pool}
         self._pending = [item for item in self._pending if id(item) not in chosen]
-        return batch
+        passes = plan_passes([item.tokens for item in pool], limits.max_batch_size, limits.max_batch_tokens,
+                             limits.overhead_tokens)
+        return [[pool[i] for i in indices] for indices in passes]
 
     def _process(self, batch: list[_Item]) -> None:
         try:
@@ -174,6 +171,14 @@ class DynamicBatcher:
                 if not job.future.done():
                     job.future.set_exception(err)
             return
+        # Counted before anyone is answered, so a client that reads /metrics after its answer sees its texts.
+        tokens = sum(item.tokens for item in batch)
+        self.stats.batches += 1
+        self.stats.texts += len(batch)
+        self.stats.tokens += tokens
+        self.stats.padded_tokens += max(item.tokens for item in batch) * len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), tokens)
         for k, item in enumerate(batch):
             item.job.results[item.index] = ItemResult(
                 prediction=evaluation.predictions[k],
@@ -183,10 +188,3 @@ class DynamicBatcher:
             item.job.remaining -= 1
             if item.job.remaining == 0 and not item.job.future.done():
                 item.job.future.set_result(item.job.results)
-        tokens = sum(item.tokens for item in batch)
-        self.stats.batches += 1
-        self.stats.texts += len(batch)
-        self.stats.tokens += tokens
-        self.stats.padded_tokens += max(item.tokens for item in batch) * len(batch)
-        if self.on_batch is not None:
-            self.on_batch(len(batch), tokens)
