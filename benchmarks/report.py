@@ -29,8 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py's test_sample
 
 
-def load_cells(runs_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/cell.json"))]
+def load_cells(runs_dir: Path, records_dir: Path | None = None) -> list[dict]:
+    """Finished cells: the committed records (records_dir) and any newer ones in the run folders."""
+    cells = {c["name"]: c for c in (json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json")))
+             } if records_dir is not None and records_dir.is_dir() else {}
+    cells.update((c["name"], c) for c in (json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/cell.json"))))
+    return [cells[name] for name in sorted(cells)]
 
 
 def fmt(values: list[float]) -> str:
@@ -143,8 +147,9 @@ def same_sample_table(layout: dict, spec: dict, cells: list[dict], runs_dir: Pat
 
 def _evals(runs_dir: Path, cell: dict) -> list[dict]:
     log = runs_dir / cell["name"] / "run" / "log.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    return [r for r in records if r["type"] == "eval"]
+    if not log.is_file():  # a committed record of a run folder that is gone
+        return cell.get("evals", [])
+    return [r for r in map(json.loads, log.read_text().splitlines()) if r["type"] == "eval"]
 
 
 def _pyplot():
@@ -169,12 +174,15 @@ def plot_validation_curves(cells: list[dict], runs_dir: Path, out_dir: Path, dat
             by_dataset[c["dataset"]].append(c)
     for dataset, group in by_dataset.items():
         fig, ax = plt.subplots(figsize=(7, 4))
-        for c in group:
-            evals = _evals(runs_dir, c)
+        curves = [(c, _evals(runs_dir, c)) for c in group]
+        # Batches are sized by tokens since issue 13, so steps are not comparable across runs: examples seen are.
+        by_examples = all(r.get("examples") for _, evals in curves for r in evals)
+        for c, evals in curves:
             if evals:
-                ax.plot([r["step"] for r in evals], [100 * r["metrics"][c["main_metric"]] for r in evals],
+                ax.plot([r["examples"] if by_examples else r["step"] for r in evals],
+                        [100 * r["metrics"][c["main_metric"]] for r in evals],
                         marker="o", label=(labels or {}).get(c["variant"], c["variant"]))
-        ax.set_xlabel("optimizer step (batch 8)")
+        ax.set_xlabel("training examples seen" if by_examples else "optimizer step")
         ax.set_ylabel(f"validation {group[0]['main_metric']} (%)")
         ax.set_title(dataset)
         ax.legend(fontsize=7)
@@ -260,7 +268,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = yaml.safe_load(args.experiments.read_text())
     runs_dir = args.runs_dir or ROOT / spec.get("runs_dir", "benchmarks/runs")
-    cells = load_cells(runs_dir)
+    cells = load_cells(runs_dir, ROOT / spec["records_dir"] if spec.get("records_dir") else None)
     print(table(spec, cells))
     name = args.experiments.stem
     if args.out:

@@ -85,6 +85,7 @@ FLAG_CASES = [
     ("max-steps-0", lambda ws: _train(ws, "--max-steps", "0"), ["max_steps must be at least 1"]),
     ("max-steps-negative", lambda ws: _train(ws, "--max-steps", "-3"), ["max_steps must be at least 1"]),
     ("eval-every-0", lambda ws: _train(ws, "--eval-every", "0"), ["eval_every must be at least 1"]),
+    ("evals-per-epoch-0", lambda ws: _train(ws, "--evals-per-epoch", "0"), ["evals_per_epoch must be at least 1"]),
     ("lora-rank-0", lambda ws: _train(ws, "--lora-rank", "0"), ["lora_rank must be at least 1"]),
     ("early-stopping-negative", lambda ws: _train(ws, "--early-stopping", "-1"), ["early_stopping"]),
     ("batch-size-0", lambda ws: _train(ws, "--batch-size", "0"), ["batch_size"]),

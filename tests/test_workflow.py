@@ -248,6 +248,18 @@ def test_early_stopping_grad_accum_and_class_weights(tiny_models, seq_data, tmp_
 
 
 
+def test_evals_per_epoch_spreads_validation_evenly_over_each_epoch(tiny_models, seq_data, tmp_path):
+    train_path, dev, _ = seq_data
+    c = RunConfig()
+    c.data.train, c.data.validation = str(train_path), str(dev)
+    c.model.model = str(tiny_models["llama"])
+    c.train.epochs, c.train.batch_size, c.train.evals_per_epoch, c.train.lr = 2, 8, 4, 1e-9  # 64 rows: 8 steps/epoch
+    c.output = str(tmp_path / "quarters")
+    train(c, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "quarters" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "eval"] == [2, 4, 6, 8, 10, 12, 14, 16]
+
+
 def test_target_metric_stops_at_the_first_validation_that_reaches_it(tiny_models, seq_data, tmp_path):
     """Time to accuracy: the run stops once validation reaches --target-metric, and each validation line of
     log.jsonl says how many training seconds (evaluation excluded) and examples it took to get there."""

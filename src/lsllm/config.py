@@ -103,6 +103,8 @@ class TrainConfig:
     """Clip gradients to this norm (0: no clipping)."""
     eval_every: int | None = None
     """Evaluate every N optimizer steps (and always at each epoch end)."""
+    evals_per_epoch: int | None = None
+    """Evaluate N times per epoch, evenly spaced (instead of eval_every): a cadence that follows the data size."""
     early_stopping: int | None = None
     """Stop after N evaluations without improvement of the main validation metric."""
     target_metric: float | None = None
@@ -195,7 +197,8 @@ class RunConfig:
             if value not in allowed:
                 problems.append(f"{name} {value!r} must be one of {', '.join(a for a in allowed if a)}")
         at_least_one = [("max_steps", t.max_steps), ("batch_size", t.batch_size), ("batch_tokens", t.batch_tokens),
-                        ("grad_accum", t.grad_accum), ("eval_every", t.eval_every), ("early_stopping", t.early_stopping), ("log_every", t.log_every),
+                        ("grad_accum", t.grad_accum), ("eval_every", t.eval_every),
+                        ("evals_per_epoch", t.evals_per_epoch), ("early_stopping", t.early_stopping), ("log_every", t.log_every),
                         ("eval_batch_size", t.eval_batch_size), ("lora_rank", m.lora_rank)]
         for name, value in at_least_one:
             if value is not None and value < 1:

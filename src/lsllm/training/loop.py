@@ -155,6 +155,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                          else len(method.lengths) // (size * world)) or 1
     steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
     total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    eval_every = t.eval_every or (max(1, steps_per_epoch // t.evals_per_epoch) if t.evals_per_epoch else None)
     optimizer, scheduler, params = make_optimizer(model, config.learning_rate(), t.weight_decay, t.warmup_ratio,
                                                   total_steps)
     if resume:
@@ -206,7 +207,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
             if epoch_end:  # the checkpoint must point at the next epoch's first batch
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
-            due = (t.eval_every and state["step"] % t.eval_every == 0) or epoch_end or state["step"] == total_steps
+            due = (eval_every and state["step"] % eval_every == 0) or epoch_end or state["step"] == total_steps
             if due:
                 stop = _validate(method, config, work, state, accelerator, bar) or state["step"] >= total_steps
                 if writer:
