@@ -165,9 +165,12 @@ def eval(
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="Run folder, model folder or merged export."),
-    input: Optional[str] = typer.Option(None, "--input", "-i", help="File in any training format."),
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="File in any training format, of any size."),
     text: Optional[list[str]] = typer.Option(None, "--text", "-t", help="Raw text (repeatable)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write JSONL (or .csv) here."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write .jsonl, .csv or .parquet here."),
+    resume: bool = typer.Option(False, help="Go on from where an interrupted --input run stopped (OUTPUT.parts)."),
+    shard: Optional[str] = typer.Option(None, help="Predict shard i of N (i/N, 0-based): rows whose index % N == i."),
+    chunk_rows: int = typer.Option(1000, min=1, help="Rows read, predicted and written at a time (--input)."),
     format: Optional[str] = typer.Option(None),
     text_column: Optional[str] = typer.Option(None),
     text_pair_column: Optional[str] = typer.Option(None),
@@ -176,21 +179,37 @@ def predict(
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="CSV/TSV header (default: detect)."),
     verbose: bool = VERBOSE,
 ):
-    """Predict labels (and probabilities) or tags (and entity spans)."""
+    """Predict labels (and probabilities) or tags (and entity spans). An --input file is read, predicted and
+    written chunk by chunk: memory stays flat, and a killed run goes on with --resume."""
     from lsllm.predict import predict as run_predict
+    from lsllm.streaming import iter_predictions, predict_to_file
 
     if (input is None) == (text is None or len(text) == 0):
         _fail("pass exactly one of --input FILE or --text TEXT")
+    if input is None and (resume or shard):
+        _fail("--resume and --shard are for --input FILE")
+    if resume and not output:
+        _fail("--resume needs --output (the file an interrupted run was writing)")
     columns = {k: v for k, v in dict(format=format, text_column=text_column, text_pair_column=text_pair_column,
                                       token_column=token_column, label_column=label_column,
                                       header=header).items() if v is not None}
     with _quiet(verbose), _user_errors():
-        rows = run_predict(run, texts=list(text) if text else None, input=input, output=output, **columns)
-    if output:
-        typer.echo(f"{len(rows)} predictions written to {output}")
-    else:
-        for row in rows:
-            typer.echo(json.dumps(row, ensure_ascii=False))
+        if input is None:
+            rows = run_predict(run, texts=list(text), output=output)
+            if output:
+                typer.echo(f"{len(rows)} predictions written to {output}")
+            else:
+                for row in rows:
+                    typer.echo(json.dumps(row, ensure_ascii=False))
+        elif output:
+            summary = predict_to_file(run, input, output, resume=resume, shard=shard, chunk_rows=chunk_rows,
+                                      progress=verbose or sys.stderr.isatty(), **columns)
+            reused = f" ({summary.reused_chunks} of {summary.chunks} chunks from the interrupted run)" if resume else ""
+            typer.echo(f"{summary.rows} predictions written to {output}{reused}")
+        else:
+            for rows in iter_predictions(run, input, shard=shard, chunk_rows=chunk_rows, **columns):
+                for row in rows:
+                    typer.echo(json.dumps(row, ensure_ascii=False, default=str))
 
 
 @app.command()

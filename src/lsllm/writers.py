@@ -36,7 +36,7 @@ def _to_jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False, default=json_default) + "\n" for row in rows)
 
 
-def _flatten_row(row: dict) -> dict[str, Any]:
+def flatten_row(row: dict) -> dict[str, Any]:
     """One CSV cell per scalar; dicts spread into columns, lists JSON-encoded."""
     flat: dict[str, Any] = {}
     for key, value in row.items():
@@ -64,7 +64,7 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _to_csv(rows: list[dict]) -> str:
-    flat_rows = [_flatten_row(row) for row in rows]
+    flat_rows = [flatten_row(row) for row in rows]
     columns: dict[str, None] = {}  # union of keys, first-seen order
     for row in flat_rows:
         columns.update(dict.fromkeys(row))

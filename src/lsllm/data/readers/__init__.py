@@ -71,18 +71,24 @@ def read_examples(
     path = Path(path)
     _check_exists(path)
     fmt = detect_format(path, format, task)
+    check_column_options(path, task, text_column, text_pair_column, label_column, token_column, tag_column)
     if task == "seq":
-        if token_column is not None or tag_column is not None:
-            raise DataError(f"{path}: --token-column/--tag-column are for token tasks; use --text-column/--label-column")
         cols = _SeqColumns(text_column, text_pair_column, label_column)
         examples: list = _read_seq(path, fmt, cols, header, require_labels)
     else:
-        if text_column is not None or text_pair_column is not None or label_column is not None:
-            raise DataError(f"{path}: --text-column/--text-pair-column/--label-column are for sequence tasks; use --token-column/--tag-column")
         examples = _read_token(path, fmt, token_column, tag_column, require_labels)
     if not examples:
         raise DataError(f"{path} has no examples; check that it is the right file and not empty")
     return examples
+
+
+def check_column_options(path: Path, task: Task, text_column: Column | None, text_pair_column: Column | None,
+                         label_column: Column | None, token_column: Column | None, tag_column: Column | None) -> None:
+    if task == "seq" and (token_column is not None or tag_column is not None):
+        raise DataError(f"{path}: --token-column/--tag-column are for token tasks; use --text-column/--label-column")
+    if task == "token" and (text_column is not None or text_pair_column is not None or label_column is not None):
+        raise DataError(f"{path}: --text-column/--text-pair-column/--label-column are for sequence tasks; use "
+                        "--token-column/--tag-column")
 
 
 def read_texts(

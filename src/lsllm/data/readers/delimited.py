@@ -35,8 +35,9 @@ class HeaderHint:
     """Reading labelled data (training, evaluation) rather than prediction input."""
 
 
-def read_delimited(path: Path, delimiter: str, header: bool | None, hint: HeaderHint) -> _Table:
-    lines = _physical_lines(_read_text(path))
+def read_delimited(path: Path, delimiter: str, header: bool | None, hint: HeaderHint,
+                   data: bytes | None = None) -> _Table:
+    lines = _physical_lines(_read_text(path, data))
     rows, spans = _parse(path, lines, delimiter)
     names = _take_header(path, rows, spans, delimiter, header, hint)
     _check_field_counts(path, names, rows, spans, delimiter, hint)

@@ -35,15 +35,16 @@ class _SeqColumns:
     label: Column | None
 
 
-def _read_seq(path: Path, fmt: str, cols: _SeqColumns, header: bool | None, require_labels: bool) -> list[SeqExample]:
+def _read_seq(path: Path, fmt: str, cols: _SeqColumns, header: bool | None, require_labels: bool,
+              data: bytes | None = None, table: _Table | None = None) -> list[SeqExample]:
+    """`data` (a chunk of a text file, padded to its line numbers) or `table` (a Parquet batch) instead of the
+    whole file: chunks.py reads big inputs piece by piece with the same checks."""
     if fmt == "text":
-        return _read_plain(path, cols, require_labels)
-    if fmt in ("csv", "tsv"):
-        wanted = [c for c in (cols.text, cols.text_pair, cols.label) if isinstance(c, str)]
-        hint = HeaderHint(wanted, _index(cols.label), labelled=require_labels)
-        table = read_delimited(path, "," if fmt == "csv" else "\t", header, hint)
-    else:
-        table = _read_table(path, fmt)
+        return _read_plain(path, cols, require_labels, data)
+    if table is None and fmt in ("csv", "tsv"):
+        table = read_delimited(path, "," if fmt == "csv" else "\t", header, _hint(cols, require_labels), data)
+    elif table is None:
+        table = _read_table(path, fmt, data)
     if not table.rows:
         raise DataError(f"{path} has no examples (no data rows); check that it is the right file")
     text_key = _resolve(table, cols.text, "text", "--text-column")
@@ -69,6 +70,11 @@ def _read_seq(path: Path, fmt: str, cols: _SeqColumns, header: bool | None, requ
         check_swallowed_rows(table, label_key if label_key is not None else table.ncols() - 1,
                              label=label_key is not None)
     return [_seq_example(table, line, row, text_key, pair_key, label_key, require_labels) for line, row in table.rows]
+
+
+def _hint(cols: _SeqColumns, require_labels: bool) -> HeaderHint:
+    wanted = [c for c in (cols.text, cols.text_pair, cols.label) if isinstance(c, str)]
+    return HeaderHint(wanted, _index(cols.label), labelled=require_labels)
 
 
 def _index(spec: Column | None) -> int | None:
@@ -140,7 +146,7 @@ def _seq_example(
     return SeqExample(text=text, label=label, text_pair=pair or None, source=f"{table.path}:{line}")
 
 
-def _read_plain(path: Path, cols: _SeqColumns, require_labels: bool) -> list[SeqExample]:
+def _read_plain(path: Path, cols: _SeqColumns, require_labels: bool, data: bytes | None = None) -> list[SeqExample]:
     """One text per line, no quoting, no columns; blank (whitespace-only) lines are skipped."""
     if require_labels:
         raise DataError(
@@ -153,7 +159,7 @@ def _read_plain(path: Path, cols: _SeqColumns, require_labels: bool) -> list[Seq
             "or pass --format csv/tsv"
         )
     examples = []
-    for n, line in enumerate(_read_text(path).split("\n"), start=1):
+    for n, line in enumerate(_read_text(path, data).split("\n"), start=1):
         if line.strip():
             examples.append(SeqExample(text=line.strip(), source=f"{path}:{n}"))
     return examples

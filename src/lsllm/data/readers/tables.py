@@ -48,9 +48,10 @@ def _check_exists(path: Path) -> None:
         raise DataError(f"{path} does not exist; check the path")
 
 
-def _read_text(path: Path) -> str:
-    """Decode the file as UTF-8 ourselves so a bad byte can be reported by line."""
-    data = path.read_bytes()
+def _read_text(path: Path, data: bytes | None = None) -> str:
+    """Decode the file (or `data`, a chunk of it padded to its line numbers) as UTF-8 ourselves so a bad
+    byte can be reported by line."""
+    data = path.read_bytes() if data is None else data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise DataError(
             f"{path}, line 1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); re-save it as UTF-8"
@@ -103,10 +104,10 @@ class _Table:
         return len(self.rows[0][1]) if self.rows else 0
 
 
-def _read_table(path: Path, fmt: str) -> _Table:
+def _read_table(path: Path, fmt: str, data: bytes | None = None) -> _Table:
     """Any table format but CSV/TSV (see delimited.py), which need the caller's column hints."""
     if fmt == "jsonl":
-        return _dict_table(path, _read_jsonl(path))
+        return _dict_table(path, _read_jsonl(path, data))
     if fmt == "json":
         return _dict_table(path, _read_json(path))
     if fmt == "parquet":
@@ -137,9 +138,9 @@ def _duplicate_key_error(path: Path, line: int, key: str) -> DataError:
     return DataError(f"{path}, line {line}: key {key!r} appears twice in one JSON object; keep only one")
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
+def _read_jsonl(path: Path, data: bytes | None = None) -> list[tuple[int, Any]]:
     items = []
-    for n, line in enumerate(_read_text(path).split("\n"), start=1):
+    for n, line in enumerate(_read_text(path, data).split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -26,8 +26,11 @@ from .values import string_list
 
 
 def _read_token(
-    path: Path, fmt: str, token_column: Column | None, tag_column: Column | None, require_labels: bool
+    path: Path, fmt: str, token_column: Column | None, tag_column: Column | None, require_labels: bool,
+    data: bytes | None = None, table: _Table | None = None,
 ) -> list[TokenExample]:
+    """`data` (a chunk of a text file, padded to its line numbers) or `table` (a Parquet batch) instead of the
+    whole file, as in seq.py."""
     if fmt == "csv":
         raise DataError(f"{path}: CSV cannot hold token-tagged sentences; use CoNLL (one token per line), JSON Lines or Parquet")
     if fmt == "text":
@@ -36,15 +39,16 @@ def _read_token(
             "(one token per line, blank line between sentences), JSON Lines or Parquet"
         )
     if fmt in ("conll", "tsv"):  # a .tsv of tagged tokens is CoNLL with tabs
-        examples, lines = _read_conll(path, token_column, tag_column, require_labels)
+        examples, lines = _read_conll(path, token_column, tag_column, require_labels, data)
     else:
-        examples, lines = _read_token_table(path, fmt, token_column, tag_column, require_labels)
+        examples, lines = _read_token_table(path, fmt, token_column, tag_column, require_labels, data, table)
     _normalize_tags(path, examples, lines)
     return examples
 
 
 def _read_conll(
-    path: Path, token_column: Column | None, tag_column: Column | None, require_labels: bool
+    path: Path, token_column: Column | None, tag_column: Column | None, require_labels: bool,
+    data: bytes | None = None,
 ) -> tuple[list[TokenExample], list[list[int]]]:
     token_i = _conll_index(token_column, 0, "token", "--token-column")
     tag_i = _conll_index(tag_column, -1, "tag", "--tag-column")
@@ -61,7 +65,7 @@ def _read_conll(
             tag_lines.append(lines)
             sentence.clear()
 
-    for n, line in enumerate(_read_text(path).split("\n"), start=1):
+    for n, line in enumerate(_read_text(path, data).split("\n"), start=1):
         if not line.strip():
             flush()
             continue
@@ -122,9 +126,10 @@ def _conll_sentence(
 
 
 def _read_token_table(
-    path: Path, fmt: str, token_column: Column | None, tag_column: Column | None, require_labels: bool
+    path: Path, fmt: str, token_column: Column | None, tag_column: Column | None, require_labels: bool,
+    data: bytes | None = None, table: _Table | None = None,
 ) -> tuple[list[TokenExample], list[list[int]]]:
-    table = _read_table(path, fmt)
+    table = table if table is not None else _read_table(path, fmt, data)
     if not table.rows:
         raise DataError(f"{path} has no examples (no rows); check that it is the right file")
     token_key = _resolve(table, token_column, "token", "--token-column")
