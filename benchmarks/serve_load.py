@@ -146,7 +146,10 @@ def mixed_run(server: ServerProcess, task: str, unique: list[str], expected: dic
     bad = [r for r in stats["results"] if kinds[r[0]] == "bad"]
     result = {"good": len(good), "bad": len(bad),
               "good_ok": sum(r[1] == 200 and answer_key(task, r[3]) == expected[kinds[r[0]]] for r in good),
-              "bad_4xx": sum(400 <= r[1] < 500 for r in bad), "5xx": sum(r[1] >= 500 for r in stats["results"])}
+              "bad_4xx": sum(400 <= r[1] < 500 for r in bad), "5xx": sum(r[1] >= 500 for r in stats["results"]),
+              # what went wrong, when something did: the request, its status and the start of the answer
+              "unexpected": [(mixed[r[0]][1][:60].decode(errors="replace"), r[1], r[3][:200].decode(errors="replace"))
+                             for r in stats["results"] if (kinds[r[0]] == "bad") != (r[1] >= 400) or r[1] >= 500]}
     print(f"  {task} mixed: {result}", flush=True)
     return result
 

@@ -72,5 +72,5 @@ def test_serve_load_test_runs_every_level_without_errors(tiny_runs, shared_data,
         assert [level["concurrency"] for level in run["levels"]] == [1, 8, 32, 128]
         assert all(level["errors"] == 0 for level in run["levels"])
         mixed = run["mixed"]
-        assert mixed["good_ok"] == mixed["good"] and mixed["bad_4xx"] == mixed["bad"] and mixed["5xx"] == 0
+        assert mixed["good_ok"] == mixed["good"] and mixed["bad_4xx"] == mixed["bad"] and mixed["5xx"] == 0, mixed
         assert run["server_exit"] == 0

@@ -16,7 +16,7 @@ LAYERS = [
     {"lsllm.prompting"},
     {"lsllm.training"},
     {"lsllm.predict", "lsllm.evaluate"},
-    {"lsllm.demo", "lsllm.serve", "lsllm.streaming"},
+    {"lsllm.demo", "lsllm.serve", "lsllm.streaming", "lsllm.ray_predict"},
     {"lsllm.cli"},
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}

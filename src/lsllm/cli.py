@@ -171,6 +171,9 @@ def predict(
     resume: bool = typer.Option(False, help="Go on from where an interrupted --input run stopped (OUTPUT.parts)."),
     shard: Optional[str] = typer.Option(None, help="Predict shard i of N (i/N, 0-based): rows whose index % N == i."),
     chunk_rows: int = typer.Option(1000, min=1, help="Rows read, predicted and written at a time (--input)."),
+    engine: str = typer.Option("local", help="local, or ray: Ray Data actors write OUTPUT as a folder of Parquet shards."),
+    workers: Optional[int] = typer.Option(None, min=1, help="--engine ray: predictor actors (default: one per CPU)."),
+    address: Optional[str] = typer.Option(None, help="--engine ray: join this Ray cluster (default: start a local one)."),
     format: Optional[str] = typer.Option(None),
     text_column: Optional[str] = typer.Option(None),
     text_pair_column: Optional[str] = typer.Option(None),
@@ -190,6 +193,12 @@ def predict(
         _fail("--resume and --shard are for --input FILE")
     if resume and not output:
         _fail("--resume needs --output (the file an interrupted run was writing)")
+    if engine not in ("local", "ray"):
+        _fail(f"--engine {engine!r}: use local or ray")
+    if engine == "ray" and (input is None or output is None or resume or shard):
+        _fail("--engine ray takes --input FILE and --output FOLDER (no --resume or --shard: Ray retries and splits)")
+    if engine == "local" and (workers or address):
+        _fail("--workers and --address are for --engine ray")
     columns = {k: v for k, v in dict(format=format, text_column=text_column, text_pair_column=text_pair_column,
                                       token_column=token_column, label_column=label_column,
                                       header=header).items() if v is not None}
@@ -201,6 +210,12 @@ def predict(
             else:
                 for row in rows:
                     typer.echo(json.dumps(row, ensure_ascii=False))
+        elif engine == "ray":
+            from lsllm.ray_predict import predict_on_ray
+
+            done = predict_on_ray(run, input, output, workers=workers, address=address, **columns)
+            typer.echo(f"{done.rows} predictions written to {output} ({done.files} Parquet files, {done.workers} "
+                       "Ray workers)")
         elif output:
             summary = predict_to_file(run, input, output, resume=resume, shard=shard, chunk_rows=chunk_rows,
                                       progress=verbose or sys.stderr.isatty(), **columns)
