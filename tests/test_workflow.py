@@ -258,6 +258,10 @@ def test_evals_per_epoch_spreads_validation_evenly_over_each_epoch(tiny_models, 
     train(c, progress=False)
     log = [json.loads(line) for line in (tmp_path / "quarters" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["type"] == "eval"] == [2, 4, 6, 8, 10, 12, 14, 16]
+    c.train.evals_per_epoch, c.output = 3, str(tmp_path / "thirds")  # 8 steps an epoch: every 3rd, and its end
+    train(c, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "thirds" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "eval"] == [3, 6, 8, 11, 14, 16]
 
 
 def test_target_metric_stops_at_the_first_validation_that_reaches_it(tiny_models, seq_data, tmp_path):

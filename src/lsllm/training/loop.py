@@ -155,7 +155,9 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                          else len(method.lengths) // (size * world)) or 1
     steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
     total_steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
-    eval_every = t.eval_every or (max(1, steps_per_epoch // t.evals_per_epoch) if t.evals_per_epoch else None)
+    # Counted within each epoch and rounded up, so the last one falls on the epoch's end (rounded down,
+    # 1,185 steps / 2 validated at 592, 1,184 and again at the epoch end, 1,185).
+    per_epoch = max(1, math.ceil(steps_per_epoch / t.evals_per_epoch)) if t.evals_per_epoch else None
     optimizer, scheduler, params = make_optimizer(model, config.learning_rate(), t.weight_decay, t.warmup_ratio,
                                                   total_steps)
     if resume:
@@ -204,10 +206,12 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                 state["log_lines"] += _log(work, record, writer)
                 window_loss, window_tokens, window_time = 0.0, 0, 0.0
             epoch_end = state["batch_in_epoch"] + t.grad_accum > len(epoch_batches)
+            periodic = (state["step"] % t.eval_every == 0 if t.eval_every
+                        else per_epoch is not None and state["batch_in_epoch"] // t.grad_accum % per_epoch == 0)
             if epoch_end:  # the checkpoint must point at the next epoch's first batch
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
-            due = (eval_every and state["step"] % eval_every == 0) or epoch_end or state["step"] == total_steps
+            due = periodic or epoch_end or state["step"] == total_steps
             if due:
                 stop = _validate(method, config, work, state, accelerator, bar) or state["step"] >= total_steps
                 if writer:
