@@ -11,7 +11,6 @@ readable at the same path on every node: a shared file system or object storage)
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ from pathlib import Path
 
 from lsllm.data.readers import TEXT_NAMES, TOKEN_NAMES, detect_format
 from lsllm.errors import DataError, LsllmError
-from lsllm.files import json_default, temp_prefix
+from lsllm.files import temp_prefix
+from lsllm.streaming import add_prediction_columns
 
 # Formats Ray Data reads itself (distributed); the rest go through lsllm's reader on the driver.
 RAY_READERS = {"parquet": "read_parquet", "jsonl": "read_json", "csv": "read_csv"}
@@ -43,7 +43,7 @@ class BatchPredictor:
         from lsllm.predict import load_predictor, run_info
 
         torch.set_num_threads(threads)
-        self.task, self.labels, _ = run_info(run)
+        self.task = run_info(run)[0]
         self.predictor = load_predictor(run)
         self.text_column, self.tokens_column = text_column, tokens_column
 
@@ -59,17 +59,9 @@ class BatchPredictor:
                 texts = [_text(value, self.text_column) for value in frame[self.text_column]]
                 tokens = [split_words(t) for t in texts]
             rows = self.predictor.rows([TokenExample(tokens=t) for t in tokens], texts)
-            frame["tags"] = [r["tags"] for r in rows]
-            frame["scores"] = [r.get("scores") for r in rows]
-            frame["entities"] = [json.dumps(r["entities"], ensure_ascii=False, default=json_default) for r in rows]
-            return frame
-        rows = self.predictor.rows([SeqExample(text=_text(v, self.text_column)) for v in frame[self.text_column]])
-        frame["label"] = [r["label"] for r in rows]
-        if rows and "probs" in rows[0]:
-            frame["score"] = [max(r["probs"].values()) for r in rows]
-            for name in self.labels:
-                frame[f"prob_{name}"] = [r["probs"][name] for r in rows]
-        return frame
+        else:
+            rows = self.predictor.rows([SeqExample(text=_text(v, self.text_column)) for v in frame[self.text_column]])
+        return add_prediction_columns(frame, rows)
 
 
 def _text(value, column: str) -> str:

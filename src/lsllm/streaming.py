@@ -137,18 +137,23 @@ def predict_batches(run: str | Path, batches: Iterable, text_column: str = "text
     predictor = predictor or load_predictor(run)
     for frame in batches:
         texts = [str(t) for t in frame[text_column].tolist()]
-        out = frame.copy()
-        rows = predictor.predict_rows(texts) if texts else []
-        if rows and "label" in rows[0]:
-            out["label"] = [r["label"] for r in rows]
-            if "probs" in rows[0]:
-                out["score"] = [max(r["probs"].values()) for r in rows]
-                for name in rows[0]["probs"]:
-                    out[f"prob_{name}"] = [r["probs"][name] for r in rows]
-        elif rows:
-            out["tags"] = [r["tags"] for r in rows]
-            out["entities"] = [json.dumps(r["entities"], ensure_ascii=False, default=json_default) for r in rows]
-        yield out
+        yield add_prediction_columns(frame.copy(), predictor.predict_rows(texts) if texts else [])
+
+
+def add_prediction_columns(frame, rows: list[dict]):
+    """`frame` (pandas) with its rows' predictions as columns: `label`, `score` and `prob_<label>`, or `tags`,
+    `scores` and `entities` (JSON). Shared by `predict_batches` and the Ray engine's actors."""
+    if rows and "label" in rows[0]:
+        frame["label"] = [r["label"] for r in rows]
+        if "probs" in rows[0]:
+            frame["score"] = [max(r["probs"].values()) for r in rows]
+            for name in rows[0]["probs"]:
+                frame[f"prob_{name}"] = [r["probs"][name] for r in rows]
+    elif rows:
+        frame["tags"] = [r["tags"] for r in rows]
+        frame["scores"] = [r.get("scores") for r in rows]
+        frame["entities"] = [json.dumps(r["entities"], ensure_ascii=False, default=json_default) for r in rows]
+    return frame
 
 
 def output_format(output: Path) -> str:

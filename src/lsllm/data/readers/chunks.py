@@ -73,9 +73,11 @@ def iter_chunks(path: str | Path, task: Task, rows: int = 1000, *, format: str |
     for index, (line, data, table, digest) in enumerate(pieces):
         if data is not None and line > 1:  # empty lines in place of the lines before: line numbers stay
             data = header_bytes + b"\n" * (line - 1 - header_bytes.count(b"\n")) + data
-        examples = read(data, table, head)
         if index == 0 and data is not None and fmt in ("csv", "tsv") and task == "seq":
-            header_bytes, head = _header_of(path, fmt, data, cols, header, require_labels)
+            # Parsed once here, so the header decision it makes can be kept for the later chunks.
+            table = read_delimited(path, "," if fmt == "csv" else "\t", header, _hint(cols, require_labels), data)
+            header_bytes, head = _header_of(table, data)
+        examples = read(data, table, head)
         seen = seen or bool(examples)
         yield Chunk(index, examples, first, digest)
         first += len(examples)
@@ -83,11 +85,9 @@ def iter_chunks(path: str | Path, task: Task, rows: int = 1000, *, format: str |
         raise DataError(f"{path} has no examples; check that it is the right file and not empty")
 
 
-def _header_of(path: Path, fmt: str, data: bytes, cols: _SeqColumns, header: bool | None,
-               require_labels: bool) -> tuple[bytes, bool]:
+def _header_of(table: _Table, data: bytes) -> tuple[bytes, bool]:
     """(the header's lines, True) when reading the first chunk took its first row for a header, else
     (b"", False): later chunks are read the same way."""
-    table = read_delimited(path, "," if fmt == "csv" else "\t", header, _hint(cols, require_labels), data)
     if table.names is None:
         return b"", False
     first_data_line = table.rows[0][0] if table.rows else 2
