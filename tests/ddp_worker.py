@@ -13,7 +13,7 @@ config.data.train, config.data.validation = train_file, dev_file
 config.model.model = model_dir
 config.train.max_steps, config.train.eval_every, config.train.batch_size, config.train.lr = 6, 3, 4, 3e-3
 config.output = output
-result = train(config, progress=False)
+result = train(config, progress=False, keep_model=True)
 digest = hashlib.sha256()
 for name, tensor in sorted(trainable_state_dict(result.model).items()):
     digest.update(name.encode())

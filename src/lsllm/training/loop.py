@@ -32,6 +32,7 @@ from lsllm.inference.precision import autocast_dtype
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.sources import resolve_source
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
 from lsllm.training.resume import check_resume
 from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder, record_settings
@@ -44,7 +45,8 @@ class TrainResult:
     metrics: dict
     """metrics.json's content (empty on ranks other than 0)."""
     model: object = None
-    """The in-memory model at the end of training (last step, not necessarily the best)."""
+    """With `train(..., keep_model=True)`: the in-memory model at the end of training (last step, not
+    necessarily the best). None otherwise: it is freed before the final evaluation loads the best one."""
 
 
 @dataclass
@@ -88,15 +90,19 @@ def make_method(config: RunConfig, splits: Splits, device: torch.device):
     return PromptMethod(config, splits, device)
 
 
-def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(config: RunConfig, resume: bool = False, progress: bool = True, keep_model: bool = False) -> TrainResult:
     """Train and write the run folder. The whole run holds an exclusive lock on `config.output`, so a second
-    process with the same output gets a clear error instead of mixing its files into this run."""
+    process with the same output gets a clear error instead of mixing its files into this run.
+
+    keep_model=True keeps the last step's model in memory for `TrainResult.model`; by default it is freed
+    before the final evaluation loads the best saved model, so the two never occupy memory together."""
     config.validate()
     output = Path(config.output)
+    limit_malloc_arenas()  # see lsllm/memory.py: ~0.6 GB less peak RSS on SmolLM2-135M
     if not _rank_zero():  # torchrun/accelerate workers: rank 0 owns the folder
-        return _train(config, output, resume, progress)
+        return _train(config, output, resume, progress, keep_model)
     with output_lock(output):
-        return _train(config, output, resume, progress)
+        return _train(config, output, resume, progress, keep_model)
 
 
 def _rank_zero() -> bool:
@@ -104,7 +110,7 @@ def _rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> TrainResult:
+def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_model: bool) -> TrainResult:
     work = output.with_name(output.name + ".incomplete")
     if _rank_zero():  # other ranks wait for rank 0's folder (accelerator barrier)
         check_run_folders(output, work, resume)
@@ -129,10 +135,14 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
     if method.trains:
         state = fit(method, config, work, accelerator, state, resume, changes, progress)
 
+    if writer and method.trains and not (work / "model").is_dir():  # no validation split: keep the last weights
+        method.save(work / "model")
+    kept = getattr(method, "model", None) if keep_model else None
+    if method.trains and not keep_model:
+        _free_training_model(method, accelerator)
+
     metrics = {}
     if writer:
-        if method.trains and not (work / "model").is_dir():  # no validation split: keep the last weights
-            method.save(work / "model")
         # Validation and test are scored with the saved model loaded as `lsllm predict` loads it, so the
         # run's predictions match later ones.
         evaluate = method.load_best(work, device)
@@ -140,7 +150,16 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool) -> Tra
         shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
         finish_run_folder(work, output)
     accelerator.wait_for_everyone()
-    return TrainResult(run_dir=output, metrics=metrics, model=getattr(method, "model", None))
+    return TrainResult(run_dir=output, metrics=metrics, model=kept)
+
+
+def _free_training_model(method, accelerator) -> None:
+    """Drop every reference to the trained model (the method's and the accelerator's prepared copy) so
+    its weights are freed before the best model is loaded: otherwise the final evaluation held both
+    (benchmarks/RESULTS.md, section 2)."""
+    method.model = None
+    accelerator.free_memory()
+    release_freed_memory()
 
 
 def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume: bool, changes: list,
@@ -249,6 +268,7 @@ def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, b
         patience, target = config.train.early_stopping, config.train.target_metric
         decision = [bool(patience and state["stale"] >= patience) or (target is not None and value >= target)]
         method.model.train()
+        release_freed_memory()  # validation batches' buffers, before training batches need memory again
     broadcast_object_list(decision)
     return decision[0]
 
