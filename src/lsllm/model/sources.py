@@ -310,35 +310,51 @@ def gguf_to_folder(path: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     check_gguf(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        normal_mode(tmp, folder=True)  # mkdtemp makes it 0700; the cache is a folder like any other
+        _dequantize(path, tmp)
+        (tmp / "lsllm_source.json").write_text(json.dumps({"gguf": str(path)}))
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _dequantize(path: Path, folder: Path) -> None:
+    """Tokenizer and bf16 model from `path` into `folder`, one at a time: each is saved and freed before the
+    next loads, so the conversion's peak (transformers' GGUF reader: ~3 GB for Gemma-3-270m) is not added to
+    the run that asked for it (benchmarks/RESULTS.md, section 2e)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
+    def unreadable(err: Exception) -> ModelSourceError:
+        return ModelSourceError(f"GGUF file {path} could not be converted ({first_line(err)}); it is damaged or "
+                                "truncated (download it again) or transformers can't read its architecture")
+
+    try:  # transformers' GGUF reader raises anything from KeyError to bare Exception
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    except Exception as err:  # transformers' GGUF reader raises anything from KeyError to bare Exception
-        raise ModelSourceError(f"GGUF file {path} could not be converted ({first_line(err)}); it is damaged or "
-                               "truncated (download it again) or transformers can't read its architecture") from None
+    except Exception as err:
+        raise unreadable(err) from None
+    tokenizer.save_pretrained(folder)
+    del tokenizer
+    release_freed_memory()
+    try:
+        # Straight to bf16, the dtype saved: the same weights as through float32 (checked on SmolLM2 and
+        # Gemma-3) without a float32 copy of the whole model.
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.bfloat16)
+    except Exception as err:
+        raise unreadable(err) from None
     # GGUF-loaded models stay marked as quantized and the Trainer/PEFT refuse them: clear the marks.
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = str(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        normal_mode(tmp, folder=True)  # mkdtemp makes it 0700; the cache is a folder like any other
-        model.to(torch.bfloat16).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "lsllm_source.json").write_text(json.dumps({"gguf": str(path)}))
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:  # the dequantized copies (~3 GB peak for Gemma-3-270m) must not stay under the training run
-        del model
-        release_freed_memory()
-    return target
+    model.save_pretrained(folder)
+    del model
+    release_freed_memory()
 
 
 def list_models() -> list[dict]:
