@@ -8,7 +8,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # data -> model -> inference -> methods (prompting, training) -> front ends (predict, eval, demo, serve, CLI).
 LAYERS = [
     {"lsllm.errors"},
-    {"lsllm.files"},
+    {"lsllm.files", "lsllm.memory"},
     {"lsllm.data", "lsllm.spans", "lsllm.metrics", "lsllm.writers", "lsllm.report"},
     {"lsllm.config", "lsllm.options"},
     {"lsllm.model"},
