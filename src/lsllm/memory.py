@@ -1,6 +1,6 @@
 """Keep a training process's resident memory near what it actually holds (glibc malloc; no-ops elsewhere).
 
-Measured on SmolLM2-135M (benchmarks/RESULTS.md, section 2): with glibc's defaults `lsllm train` peaked at
+Measured on SmolLM2-135M (benchmarks/RESULTS.md, section 2e): with glibc's defaults `lsllm train` peaked at
 ~2.4 GB although the model, its activations and the reloaded best model need ~1.75 GB. Two causes:
 - every thread that allocates (PyTorch's OpenMP workers, tqdm, the main thread) gets its own malloc arena,
   and tensors freed in one arena cannot be reused by another, so validation batches (other shapes than
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import sys
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+@functools.cache  # loaded once, not at every validation
 def _glibc():
     if not sys.platform.startswith("linux"):
         return None

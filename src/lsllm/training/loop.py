@@ -29,10 +29,10 @@ from lsllm.data.labels import LabelSet, build_label_set, check_labels
 from lsllm.data.readers import read_examples
 from lsllm.files import output_lock, write_json_atomic, write_text_atomic
 from lsllm.inference.precision import autocast_dtype
+from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.sources import resolve_source
 from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
 from lsllm.training.resume import check_resume
 from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder, record_settings
