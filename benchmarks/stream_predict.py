@@ -3,11 +3,14 @@ chunk) against predicting the whole file in memory (`lsllm.predict.predict`), ea
 
     python benchmarks/stream_predict.py RUN --rows 1000 10000 --out benchmarks/results/stream_predict.json
     python benchmarks/stream_predict.py --tiny --rows 10000 100000 1000000   # the pipeline alone: a tiny model
+    python benchmarks/stream_predict.py RUN --rows 2000 --ray 1 2   # also Ray Data with 1 and 2 worker actors
 
 Inputs are CSV files of real sentences (SST-2 train by default) repeated with a row id, so texts have real
 lengths. `--tiny` trains a 2-layer random Llama run (the tests' tiny model) so the reading, batching and
 writing machinery can be measured at a million rows in minutes; with a real run the model's time dominates.
-Peak RSS must not grow with rows for the chunked path; it does for the in-memory one.
+Peak RSS must not grow with rows for the chunked path; it does for the in-memory one. With `--ray`, each worker
+count predicts the same file on a fresh local Ray cluster (started and stopped inside the timed call, as
+`lsllm predict --engine ray` does; the workers' memory is in their own processes, not in the RSS shown).
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ mode, run, data, out = sys.argv[1:5]
 start = time.perf_counter()
 if mode == "stream":
     rows = predict_to_file(run, data, out).rows
+elif mode.startswith("ray"):  # ray1, ray2: Ray Data on a local cluster with that many predictor actors
+    from lsllm.ray_predict import predict_on_ray
+    rows = predict_on_ray(run, data, out, workers=int(mode[3:])).rows
 else:
     rows = len(predict(run, input=data, output=out))
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start,
@@ -78,6 +84,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--in-memory-up-to", type=int, default=100000, help="largest size also predicted in memory")
     parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "sst2" / "train.tsv")
+    parser.add_argument("--ray", type=int, nargs="*", default=[],
+                        help="also predict on a local Ray cluster with these worker counts (e.g. --ray 1 2)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if (args.run is None) == (not args.tiny):
@@ -90,10 +98,11 @@ def main() -> None:
         for n in args.rows:
             data = tmp / f"in-{n}.csv"
             write_input(data, texts, n)
-            for mode in ("stream", "memory"):
+            for mode in ("stream", "memory", *(f"ray{w}" for w in args.ray)):
                 if mode == "memory" and n > args.in_memory_up_to:
                     continue
-                r = measure(mode, run, data, tmp / f"out-{mode}-{n}.jsonl")
+                out = tmp / (f"out-{mode}-{n}" + ("" if mode.startswith("ray") else ".jsonl"))
+                r = measure(mode, run, data, out)
                 r.update(mode=mode, input_rows=n, rows_per_s=r["rows"] / r["seconds"])
                 results.append(r)
                 print(f"{mode:>6} {n:>9,} rows: {r['rows_per_s']:8.0f} rows/s, peak RSS {r['peak_rss_mib']:6.0f} MiB",
@@ -105,6 +114,10 @@ def main() -> None:
         m = next((r for r in results if r["input_rows"] == n and r["mode"] == "memory"), None)
         memory = f"{m['rows_per_s']:.0f} | {m['peak_rss_mib']:.0f}" if m else "- | -"
         lines.append(f"| {n:,} | {s['rows_per_s']:.0f} | {s['peak_rss_mib']:.0f} | {memory} |")
+    for w in args.ray:
+        lines.append(f"\nRay, {w} worker(s): " + ", ".join(
+            f"{r['input_rows']:,} rows {r['rows_per_s']:.0f} rows/s (driver peak RSS {r['peak_rss_mib']:.0f} MiB)"
+            for r in results if r["mode"] == f"ray{w}"))
     print("\n".join(lines))
     if args.out:
         args.out.write_text(json.dumps({"model": "tiny" if args.tiny else str(args.run), "results": results},

@@ -32,8 +32,9 @@ from lsllm.inference.precision import autocast_dtype
 from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.sources import resolve_source
-from lsllm.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from lsllm.training.checkpoint import CHECKPOINT, save_checkpoint
 from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
+from lsllm.training.ranks import check_data_parallel, on_rank_zero, resume_from_rank_zero
 from lsllm.training.resume import check_resume
 from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder, record_settings
 from lsllm.training.step import TrainStep, make_optimizer
@@ -112,15 +113,15 @@ def _rank_zero() -> bool:
 
 def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_model: bool) -> TrainResult:
     work = output.with_name(output.name + ".incomplete")
-    if _rank_zero():  # other ranks wait for rank 0's folder (accelerator barrier)
-        check_run_folders(output, work, resume)
-    changes = check_resume(work, config) if resume else []  # read-only: every rank refuses together
-    splits = read_splits(config)
-    resolve_source(config.model.model)  # an unknown model fails here, before anything is written
-
     # cpu=True on machines without a GPU: accelerate then runs torchrun's processes as multi-CPU DDP (gloo).
     accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
     device, writer = accelerator.device, accelerator.is_main_process
+    check_data_parallel(accelerator)
+    # Only rank 0 reads the run folder (other nodes may not see its disk); every rank refuses together.
+    changes = on_rank_zero(accelerator, lambda: _check_folders(output, work, resume, config))
+    splits = read_splits(config)
+    resolve_source(config.model.model)  # an unknown model fails here, before anything is written
+
     method = make_method(config, splits, device)
     if writer:
         if resume:
@@ -153,6 +154,11 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_m
     return TrainResult(run_dir=output, metrics=metrics, model=kept)
 
 
+def _check_folders(output: Path, work: Path, resume: bool, config: RunConfig) -> list[str]:
+    check_run_folders(output, work, resume)
+    return check_resume(work, config) if resume else []
+
+
 def _free_training_model(method, accelerator) -> None:
     """Drop every reference to the trained model (the method's and the accelerator's prepared copy) so
     its weights are freed before the best model is loaded: otherwise the final evaluation held both
@@ -180,7 +186,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     optimizer, scheduler, params = make_optimizer(model, config.learning_rate(), t.weight_decay, t.warmup_ratio,
                                                   total_steps)
     if resume:
-        state = load_checkpoint(work, model, optimizer, scheduler) or state
+        state = resume_from_rank_zero(accelerator, work, model, optimizer, scheduler) or state
         if writer:
             _truncate_log(work / LOG, state["log_lines"])
             if changes:
