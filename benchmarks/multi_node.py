@@ -45,8 +45,10 @@ def one_process(args, folder: Path) -> dict:
     folder.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.cores)}
     start = time.perf_counter()
-    subprocess.run(LSLLM + train_args(args, args.batch_tokens) + ["--grad-accum", "2"], cwd=folder, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(LSLLM + train_args(args, args.batch_tokens) + ["--grad-accum", "2"], cwd=folder, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])
     return summary(folder / "run", time.perf_counter() - start)
 
 
@@ -60,9 +62,10 @@ def two_nodes(args, folder: Path) -> dict:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                f"--node_rank={rank}", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "lsllm.cli",
                *train_args(args, args.batch_tokens)]
-        procs.append(subprocess.Popen(cmd, cwd=node, env=env, stdout=subprocess.DEVNULL))
+        with open(node / "stderr.txt", "w") as err:
+            procs.append(subprocess.Popen(cmd, cwd=node, env=env, stdout=subprocess.DEVNULL, stderr=err))
     if any(p.wait() for p in procs):
-        sys.exit("a node failed")
+        sys.exit("a node failed:\n" + (folder / "node0" / "stderr.txt").read_text()[-3000:])
     return summary(folder / "node0" / "run", time.perf_counter() - start)
 
 
@@ -77,7 +80,7 @@ def summary(run: Path, wall: float) -> dict:
 def trainable_count(model: Path) -> int:
     """Elements in the saved adapter and head: the gradient DDP all-reduces each step."""
     total = 0
-    for path in model.glob("*.safetensors"):
+    for path in model.rglob("*.safetensors"):
         with safe_open(str(path), "pt") as f:
             for key in f.keys():
                 total += math.prod(f.get_slice(key).get_shape())
