@@ -20,6 +20,7 @@ from transformers.models.auto.modeling_auto import (MODEL_FOR_SEQUENCE_CLASSIFIC
 from lsllm.errors import RunFolderError
 from lsllm.files import atomic_folder, is_inside, output_lock, write_json_atomic
 from lsllm.model.build import HEAD_FILE, _quiet_transformers, load_model
+from lsllm.model.card import CARD, write_model_card
 from lsllm.model.spec import SPEC_FILE, ModelSpec
 
 EXPORT_FILE = "export.json"
@@ -64,6 +65,8 @@ def export_model(run_model_dir: Path, output: Path, merge: bool = False, overwri
         else:
             with atomic_folder(output, replace=overwrite) as tmp:
                 shutil.copytree(run_model_dir, tmp, dirs_exist_ok=True)
+                if (run_model_dir.parent / "metrics.json").is_file() or not (tmp / CARD).is_file():
+                    write_model_card(tmp, run_model_dir.parent)  # also for runs older than model cards
                 _mark(tmp, run_model_dir, merge)
     return output
 
@@ -85,13 +88,16 @@ def _write_merged(run_model_dir: Path, output: Path) -> None:
             head_model.score.load_state_dict(model.score.state_dict())
             head_model.config.is_causal = not spec.bidirectional
             head_model.save_pretrained(tmp)
+            auto_class = auto.__name__
         else:
+            auto_class = None
             backbone.save_pretrained(tmp)
             save_file({k: v.contiguous() for k, v in model.score.state_dict().items()}, tmp / HEAD_FILE)
         tokenizer.save_pretrained(tmp)
         spec.merged = True
         spec.lora = {}
         spec.save(tmp)
+        write_model_card(tmp, run_model_dir.parent, auto_class)
         _mark(tmp, run_model_dir, merge=True)
 
 

@@ -1,6 +1,6 @@
 """The end of every run, whatever the method: validation and test scored once with the run's best model as
-`lsllm predict` loads it, then metrics.json, report.txt, labels.txt, curves.png, confusion.png and
-`<split>_predictions.jsonl`."""
+`lsllm predict` loads it, then metrics.json, report.txt, labels.txt, curves.png, confusion.png,
+`<split>_predictions.jsonl` and the model card (model/README.md)."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,8 @@ from lsllm.files import write_json_atomic, write_text_atomic
 from lsllm.inference.batched import Evaluation
 from lsllm.inference.rows import prediction_rows
 from lsllm.metrics import MAIN_METRIC, confusion, format_report
+from lsllm.model.card import write_model_card
+from lsllm.model.spec import SPEC_FILE
 from lsllm.report import plot_confusion, plot_curves
 from lsllm.writers import write_predictions
 
@@ -57,6 +59,8 @@ def write_final_reports(work: Path, config, splits, evaluate: Callable[[list], E
     log = work / LOG
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
     plot_curves(records, work / "curves.png")
+    if (work / "model" / SPEC_FILE).is_file():  # prompting runs' model/ holds prompt settings, not a model
+        write_model_card(work / "model", work)
     return metrics
 
 
