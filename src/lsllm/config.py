@@ -123,6 +123,9 @@ class TrainConfig:
     compile: bool = False
     """Compile each transformer block (torch.compile): 1.3-1.4x faster steps once compiled, after a one-off
     compile of up to ~1.5 min on 2 CPU cores; pays on long runs (benchmarks/RESULTS.md, section 2)."""
+    report_to: str = "none"
+    """Also send log.jsonl's records, the config and the final metrics to tensorboard (event files in the run's
+    tensorboard/), mlflow (MLFLOW_TRACKING_URI, else the file store mlruns/ beside the run) or wandb; none."""
 
 
 @dataclass
@@ -192,7 +195,8 @@ class RunConfig:
         choices = [("task", m.task, ("seq", "token")), ("pooling", m.pooling, (None, "last", "mean", "max", "first")),
                    ("pool_over", m.pool_over, ("hidden", "logits")), ("lora", m.lora, ("paper", "all-linear", "none")),
                    ("precision", t.precision, ("auto", "bf16", "fp32")), ("method", self.method, METHODS),
-                   ("prompt mode", p.mode, ("score", "generate")), ("format", d.format, (None, *FORMATS))]
+                   ("prompt mode", p.mode, ("score", "generate")), ("format", d.format, (None, *FORMATS)),
+                   ("report_to", t.report_to, ("none", "tensorboard", "mlflow", "wandb"))]
         for name, value, allowed in choices:
             if value not in allowed:
                 problems.append(f"{name} {value!r} must be one of {', '.join(a for a in allowed if a)}")

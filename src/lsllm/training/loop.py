@@ -38,6 +38,7 @@ from lsllm.training.ranks import check_data_parallel, on_rank_zero, resume_from_
 from lsllm.training.resume import check_resume
 from lsllm.training.run_folder import check_run_folders, finish_run_folder, fresh_work_folder, record_settings
 from lsllm.training.step import TrainStep, make_optimizer
+from lsllm.training.tracking import Reporter, check_reporter
 
 
 @dataclass
@@ -129,12 +130,14 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_m
         else:
             fresh_work_folder(work, config)
         method.record(work)
+    reporter = Reporter(config.train.report_to, config, work, output) \
+        if writer and config.train.report_to != "none" else None
     accelerator.wait_for_everyone()
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None, "stale": 0,
              "tokens": 0, "examples": 0, "train_time": 0.0, "log_lines": 0}
     if method.trains:
-        state = fit(method, config, work, accelerator, state, resume, changes, progress)
+        state = fit(method, config, work, accelerator, state, resume, changes, progress, reporter)
 
     if writer and method.trains and not (work / "model").is_dir():  # no validation split: keep the last weights
         method.save(work / "model")
@@ -148,6 +151,8 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_m
         # run's predictions match later ones.
         evaluate = method.load_best(work, device)
         metrics = write_final_reports(work, config, splits, evaluate, state, method.summary(device))
+        if reporter is not None:
+            reporter.finish(metrics)
         shutil.rmtree(work / CHECKPOINT, ignore_errors=True)
         finish_run_folder(work, output)
     accelerator.wait_for_everyone()
@@ -155,6 +160,7 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_m
 
 
 def _check_folders(output: Path, work: Path, resume: bool, config: RunConfig) -> list[str]:
+    check_reporter(config.train.report_to)
     check_run_folders(output, work, resume)
     return check_resume(work, config) if resume else []
 
@@ -169,7 +175,7 @@ def _free_training_model(method, accelerator) -> None:
 
 
 def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume: bool, changes: list,
-        progress: bool) -> dict:
+        progress: bool, reporter=None) -> dict:
     """Train `method.model` in place: steps, logging, validation with best-model saving, early stopping and
     checkpoints. Returns the loop's counters."""
     t = config.train
@@ -228,7 +234,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                     record["cuda_max_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                 state["tokens"] += window_tokens * world
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
-                state["log_lines"] += _log(work, record, writer)
+                state["log_lines"] += _log(work, record, writer, reporter)
                 window_loss, window_tokens, window_time = 0.0, 0, 0.0
             epoch_end = state["batch_in_epoch"] + t.grad_accum > len(epoch_batches)
             periodic = (state["step"] % t.eval_every == 0 if t.eval_every
@@ -238,7 +244,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                 state["batch_in_epoch"] = 0
             due = periodic or epoch_end or state["step"] == total_steps
             if due:
-                stop = _validate(method, config, work, state, accelerator, bar) or state["step"] >= total_steps
+                stop = _validate(method, config, work, state, accelerator, bar, reporter) or state["step"] >= total_steps
                 if writer:
                     save_checkpoint(work, model, optimizer, scheduler, state)
                 accelerator.wait_for_everyone()
@@ -253,7 +259,7 @@ def epoch_plan(lengths: list[int], config: RunConfig, epoch: int) -> list[list[i
     return training_batches(lengths, *config.batching(), seed=config.train.seed + epoch)
 
 
-def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar) -> bool:
+def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar, reporter=None) -> bool:
     """Score validation on rank 0, keep the best model; return True when early stopping says stop."""
     decision = [False]
     if accelerator.is_main_process and method.splits.validation is not None:
@@ -262,7 +268,7 @@ def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, b
         value = result.metrics[main_metric]
         record = eval_record(state["step"], result, main_metric) | {
             "train_seconds": round(state["train_time"], 2), "examples": state.get("examples", 0)}
-        state["log_lines"] += _log(work, record, True)
+        state["log_lines"] += _log(work, record, True, reporter)
         loss = "" if result.loss is None else f" (loss {result.loss:.4f})"
         bar.write(f"step {state['step']}: validation {main_metric} {value:.4f}{loss}")
         if state["best"] is None or value > state["best"]:
@@ -279,9 +285,11 @@ def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, b
     return decision[0]
 
 
-def _log(work: Path, record: dict, writer: bool) -> int:
+def _log(work: Path, record: dict, writer: bool, reporter=None) -> int:
     if writer:
         append_log(work, record)
+        if reporter is not None:  # --report-to: the same record to TensorBoard/MLflow/W&B
+            reporter.log(record)
     return 1
 
 

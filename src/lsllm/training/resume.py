@@ -27,7 +27,7 @@ RUN_INPUTS = "run_inputs.json"
 # - train.early_stopping: the saved stale count was measured against the old patience; a lower one can
 #   end the run at once, a higher one keeps a run going that the original settings would have stopped.
 RESUMABLE_CHANGES = frozenset({"train.max_steps", "train.epochs", "train.eval_batch_size", "train.log_every",
-                               "train.compile"})
+                               "train.compile", "train.report_to"})
 
 # Compared by content (sha256), not by path: a moved or renamed file with the same bytes is fine.
 INPUT_FILES = ("data.train", "data.validation", "data.test", "prompt.file")
