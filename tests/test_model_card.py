@@ -65,3 +65,45 @@ def test_exports_carry_the_card_merged_ones_say_how_transformers_loads_them(tiny
     assert meta["library_name"] == "transformers"
     assert "AutoModelForSequenceClassification.from_pretrained" in body
     assert index_metrics(meta, "validation")[0] == index_metrics(read_card(run / "model")[0], "validation")[0]
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi (no hub is reachable here): records what would be uploaded."""
+    calls = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok):
+        FakeHub.calls.append(("create", repo_id, repo_type, private, exist_ok))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
+        from pathlib import Path
+        FakeHub.calls.append(("upload", repo_id, sorted(p.name for p in Path(folder_path).iterdir()), commit_message))
+
+
+def test_push_to_hub_uploads_the_export_with_its_card(tiny_runs, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    out = tmp_path / "merged"
+    assert main(["export", str(tiny_runs["seq"]), "--output", str(out), "--merge", "--push-to-hub", "me/tweets",
+                 "--private"]) == 0
+    assert "uploaded to https://huggingface.co/me/tweets" in capsys.readouterr().out
+    create, upload = FakeHub.calls
+    assert create == ("create", "me/tweets", "model", True, True)
+    assert upload[1] == "me/tweets" and {"README.md", "config.json", "lsllm.json", "tokenizer.json"} <= set(upload[2])
+
+
+def test_a_failed_upload_is_one_clear_error_and_keeps_the_export(tiny_runs, tmp_path, monkeypatch, capsys):
+    """A real upload attempt to a hub endpoint that refuses connections (nothing listens on port 9)."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    out = tmp_path / "copy"
+    code = main(["export", str(tiny_runs["seq"]), "--output", str(out), "--push-to-hub", "me/tweets"])
+    err = capsys.readouterr().err
+    assert code == 2 and "could not upload" in err and "me/tweets" in err and "Traceback" not in err
+    assert (out / "README.md").is_file() and (out / "lsllm.json").is_file()

@@ -233,15 +233,21 @@ def export(
     output: Path = typer.Option(..., "--output", "-o"),
     merge: bool = typer.Option(False, help="Merge LoRA into a plain transformers folder."),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is an earlier lsllm export (never other folders)."),
+    push_to_hub: Optional[str] = typer.Option(None, help="Then upload OUTPUT to this hub model repo (user/name)."),
+    private: bool = typer.Option(False, help="With --push-to-hub: create the repository as private."),
     verbose: bool = VERBOSE,
 ):
     """Copy the model, or merge LoRA into a folder that loads with transformers' AutoModelFor* classes."""
-    from lsllm.model.export import export_model
+    from lsllm.model.export import export_model, push_to_hub as upload
     from lsllm.inference.loading import model_folder
 
     with _quiet(verbose), _user_errors():
         out = export_model(model_folder(run), output, merge=merge, overwrite=overwrite)
     typer.echo(f"exported to {out}")
+    if push_to_hub:
+        with _quiet(verbose), _user_errors():
+            url = upload(out, push_to_hub, private=private)
+        typer.echo(f"uploaded to {url}")
 
 
 @app.command()

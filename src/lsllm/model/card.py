@@ -183,6 +183,10 @@ def _loading(spec: ModelSpec, auto_class: str | None) -> list[str]:
         out += ["The LoRA adapter alone (without the classification head in `head.safetensors`) loads with PEFT:\n",
                 f"```python\nfrom peft import PeftModel\nfrom transformers import AutoModel\n\n"
                 f"model = PeftModel.from_pretrained(AutoModel.from_pretrained(\"{base}\"), \"FOLDER/adapter\")\n```\n"]
+        if spec.base_model in HUB and spec.base_model != "minilm-l6":
+            out.append(f"The adapter was trained on lsllm's `{spec.base_model}`, a dequantized GGUF of `{base}`: "
+                       "the hub's own weights differ slightly, so only lsllm reproduces the trained outputs "
+                       "exactly.\n")
     return out
 
 

@@ -17,7 +17,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from transformers.models.auto.modeling_auto import (MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
                                                    MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES)
 
-from lsllm.errors import RunFolderError
+from lsllm.errors import LsllmError, RunFolderError
 from lsllm.files import atomic_folder, is_inside, output_lock, write_json_atomic
 from lsllm.model.build import HEAD_FILE, _quiet_transformers, load_model
 from lsllm.model.card import CARD, write_model_card
@@ -107,3 +107,23 @@ def _mark(folder: Path, source: Path, merge: bool) -> None:
     write_json_atomic(folder / EXPORT_FILE, {"source": str(source.resolve()), "merged": merge,
                                              "lsllm_version": __version__})
 
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload an export folder (model, tokenizer, model card) to a Hugging Face hub model repository, creating it
+    if needed; return the repository's URL. Any failure (network, auth, offline mode) is one LsllmError that says
+    the export itself is complete and kept."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    try:
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                          commit_message=f"lsllm export of {folder.name}")
+    except Exception as err:  # the network boundary: httpx, hub HTTP errors, offline mode, bad repo ids
+        raise LsllmError(f"could not upload {folder} to the hub repository {repo_id} ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no message'}); the export in {folder} is "
+                         "complete: once the name, network and token (HF_TOKEN or `hf auth login`) are right, "
+                         f"upload it with `hf upload {repo_id} {folder}`") from None
+    return str(url)
