@@ -16,7 +16,7 @@ LAYERS = [
     {"lsllm.prompting"},
     {"lsllm.training"},
     {"lsllm.predict", "lsllm.evaluate"},
-    {"lsllm.demo", "lsllm.serve", "lsllm.streaming", "lsllm.ray_predict"},
+    {"lsllm.demo", "lsllm.serve", "lsllm.streaming", "lsllm.ray_predict", "lsllm.tune"},
     {"lsllm.cli"},
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}

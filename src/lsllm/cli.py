@@ -251,6 +251,28 @@ def export(
 
 
 @app.command()
+def tune(
+    config: Path = typer.Argument(..., help="lsllm train YAML plus an optional `tune:` search space."),
+    output: Path = typer.Option(..., "--output", "-o", help="Tuning folder (trials/, tune.db, best.yaml, reports)."),
+    trials: int = typer.Option(12, min=1, help="Finished (complete or pruned) trials the study should hold."),
+    timeout: Optional[float] = typer.Option(None, min=1, help="Start no new trial after this many seconds."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in OUTPUT/tune.db)."),
+    verbose: bool = VERBOSE,
+):
+    """Search settings with Optuna: every trial is a run folder; run again after a kill to continue."""
+    from lsllm.tune import tune as run_tune
+
+    with _quiet(verbose), _user_errors():
+        study = run_tune(config, output, trials, timeout=timeout, storage=storage)
+    states = [t.state.name.lower() for t in study.trials]
+    typer.echo(f"{len(states)} trials: " + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
+    if (output / "best.yaml").is_file():
+        best = study.best_trial
+        typer.echo(f"best: trial {best.number}, validation {best.value:.4f}, {best.params}; config in "
+                   f"{output / 'best.yaml'}")
+
+
+@app.command()
 def serve(
     run: Path = typer.Argument(..., help="Run folder, model folder or merged export (any `lsllm predict` takes)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to the network)."),

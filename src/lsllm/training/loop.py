@@ -92,19 +92,23 @@ def make_method(config: RunConfig, splits: Splits, device: torch.device):
     return PromptMethod(config, splits, device)
 
 
-def train(config: RunConfig, resume: bool = False, progress: bool = True, keep_model: bool = False) -> TrainResult:
+def train(config: RunConfig, resume: bool = False, progress: bool = True, keep_model: bool = False,
+          on_validation=None) -> TrainResult:
     """Train and write the run folder. The whole run holds an exclusive lock on `config.output`, so a second
     process with the same output gets a clear error instead of mixing its files into this run.
 
     keep_model=True keeps the last step's model in memory for `TrainResult.model`; by default it is freed
-    before the final evaluation loads the best saved model, so the two never occupy memory together."""
+    before the final evaluation loads the best saved model, so the two never occupy memory together.
+
+    on_validation(step, value) is called on rank 0 after each validation with the main metric; returning True
+    stops training there, as early stopping does (`lsllm tune` prunes trials with it)."""
     config.validate()
     output = Path(config.output)
     limit_malloc_arenas()  # see lsllm/memory.py: ~0.6 GB less peak RSS on SmolLM2-135M
     if not _rank_zero():  # torchrun/accelerate workers: rank 0 owns the folder
-        return _train(config, output, resume, progress, keep_model)
+        return _train(config, output, resume, progress, keep_model, on_validation)
     with output_lock(output):
-        return _train(config, output, resume, progress, keep_model)
+        return _train(config, output, resume, progress, keep_model, on_validation)
 
 
 def _rank_zero() -> bool:
@@ -112,7 +116,8 @@ def _rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_model: bool) -> TrainResult:
+def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_model: bool,
+           on_validation=None) -> TrainResult:
     work = output.with_name(output.name + ".incomplete")
     # cpu=True on machines without a GPU: accelerate then runs torchrun's processes as multi-CPU DDP (gloo).
     accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
@@ -137,7 +142,7 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_m
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None, "stale": 0,
              "tokens": 0, "examples": 0, "train_time": 0.0, "log_lines": 0}
     if method.trains:
-        state = fit(method, config, work, accelerator, state, resume, changes, progress, reporter)
+        state = fit(method, config, work, accelerator, state, resume, changes, progress, reporter, on_validation)
 
     if writer and method.trains and not (work / "model").is_dir():  # no validation split: keep the last weights
         method.save(work / "model")
@@ -175,7 +180,7 @@ def _free_training_model(method, accelerator) -> None:
 
 
 def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume: bool, changes: list,
-        progress: bool, reporter=None) -> dict:
+        progress: bool, reporter=None, on_validation=None) -> dict:
     """Train `method.model` in place: steps, logging, validation with best-model saving, early stopping and
     checkpoints. Returns the loop's counters."""
     t = config.train
@@ -244,7 +249,8 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                 state["batch_in_epoch"] = 0
             due = periodic or epoch_end or state["step"] == total_steps
             if due:
-                stop = _validate(method, config, work, state, accelerator, bar, reporter) or state["step"] >= total_steps
+                stop = (_validate(method, config, work, state, accelerator, bar, reporter, on_validation)
+                        or state["step"] >= total_steps)
                 if writer:
                     save_checkpoint(work, model, optimizer, scheduler, state)
                 accelerator.wait_for_everyone()
@@ -259,7 +265,8 @@ def epoch_plan(lengths: list[int], config: RunConfig, epoch: int) -> list[list[i
     return training_batches(lengths, *config.batching(), seed=config.train.seed + epoch)
 
 
-def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar, reporter=None) -> bool:
+def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, bar, reporter=None,
+              on_validation=None) -> bool:
     """Score validation on rank 0, keep the best model; return True when early stopping says stop."""
     decision = [False]
     if accelerator.is_main_process and method.splits.validation is not None:
@@ -278,7 +285,8 @@ def _validate(method, config: RunConfig, work: Path, state: dict, accelerator, b
         else:
             state["stale"] += 1
         patience, target = config.train.early_stopping, config.train.target_metric
-        decision = [bool(patience and state["stale"] >= patience) or (target is not None and value >= target)]
+        decision = [bool(patience and state["stale"] >= patience) or (target is not None and value >= target)
+                    or bool(on_validation and on_validation(state["step"], value))]
         method.model.train()
         release_freed_memory()  # validation batches' buffers, before training batches need memory again
     broadcast_object_list(decision)

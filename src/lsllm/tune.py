@@ -1,0 +1,237 @@
+"""`lsllm tune`: search a run's settings with Optuna; every trial is an ordinary run folder.
+
+    lsllm tune CONFIG.yaml --trials 20 --output runs/tune-sst2 [--timeout SECONDS] [--storage URL]
+
+CONFIG is an `lsllm train` YAML (data, model, train) plus an optional `tune:` section, the search space:
+
+    tune:
+      lr: loguniform(1e-4, 3e-3)        # or uniform(a, b), int(a, b), or a list of choices
+      lora_rank: [8, 16, 32]
+      bidirectional: [true, false]
+      pooling: [last, mean, max]        # sequence tasks only
+
+Names are config fields (`lr`, or `train.lr` where a name is ambiguous). Without a `tune:` section the task's
+default space (DEFAULT_SPACE) is searched. Each trial trains `OUTPUT/trials/trial-NNN` with the sampled values
+over CONFIG, reports the main validation metric after every evaluation, and is stopped early (pruned, its run
+folder still complete) when Optuna's median pruner finds it behind the trials before it. The study lives in
+`OUTPUT/tune.db` (SQLite): run the same command again after a kill and it goes on, with the trial that was
+running marked failed (its folder stays as `trial-NNN.incomplete`, which the next trials never reuse). At the
+end: `best.yaml` (the best trial's full config), `trials.csv` and `trials.md`, `history.png` and, with at least
+two finished trials, `importance.png`.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from lsllm.config import SECTIONS, RunConfig
+from lsllm.errors import ConfigError
+from lsllm.files import output_lock, write_text_atomic
+
+DEFAULT_SPACE = {
+    "seq": {"train.lr": "loguniform(2e-4, 3e-3)", "model.lora_rank": [8, 12, 16],
+            "model.bidirectional": [False, True], "model.pooling": ["last", "mean", "max"]},
+    "token": {"train.lr": "loguniform(2e-4, 3e-3)", "model.lora_rank": [8, 12, 16], "model.bidirectional": [True, False]},
+}
+TOKEN_ONLY_REFUSED = ("model.pooling", "model.pool_over")
+_RANGE = re.compile(r"^\s*(loguniform|uniform|int)\s*\(\s*([^,]+?)\s*,\s*([^)]+?)\s*\)\s*$")
+
+
+def read_tune_config(path: str | Path) -> tuple[RunConfig, dict[str, object]]:
+    """The base run config and the search space (dotted field -> spec) of a tune YAML."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        RunConfig.from_yaml(path)  # raises the clear error for a missing, non-UTF-8 or invalid file
+        raise
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with data/model/train sections (and tune)")
+    space_raw = raw.pop("tune", None)
+    base = RunConfig.from_dict(raw, str(path))
+    if space_raw is not None and (not isinstance(space_raw, dict) or not space_raw):
+        raise ConfigError(f"{path}: tune must map config fields to search ranges, e.g. lr: loguniform(1e-4, 3e-3)")
+    space = {_field(name, path): spec for name, spec in (space_raw or DEFAULT_SPACE[base.model.task]).items()}
+    for name, spec in space.items():
+        _check_spec(name, spec, path)
+        if base.model.task == "token" and name in TOKEN_ONLY_REFUSED:
+            raise ConfigError(f"{path}: tune.{name} applies to sequence tasks only (token tasks label every word)")
+    return base, space
+
+
+def _field(name: str, path: Path) -> str:
+    if "." in name:
+        section, _, key = name.partition(".")
+        if section in SECTIONS and key in {f.name for f in fields(SECTIONS[section])}:
+            return name
+    else:
+        found = [f"{s}.{name}" for s, klass in SECTIONS.items() if name in {f.name for f in fields(klass)}]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ConfigError(f"{path}: tune.{name} is ambiguous: write one of {', '.join(found)}")
+    raise ConfigError(f"{path}: tune.{name} is not a config field (e.g. lr, lora_rank, bidirectional, pooling)")
+
+
+def _check_spec(name: str, spec, path: Path) -> None:
+    if isinstance(spec, list) and spec and all(isinstance(v, (str, int, float, bool)) for v in spec):
+        return
+    if isinstance(spec, str) and (m := _RANGE.match(spec)):
+        try:
+            low, high = float(m.group(2)), float(m.group(3))
+        except ValueError:
+            low = high = None
+        if low is not None and low < high and (m.group(1) != "loguniform" or low > 0):
+            return
+    raise ConfigError(f"{path}: tune.{name}: {spec!r} is not a search range: use loguniform(low, high), "
+                      "uniform(low, high), int(low, high) with low < high, or a list of choices")
+
+
+def sample(trial, space: dict[str, object]) -> dict[str, object]:
+    values = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            values[name] = trial.suggest_categorical(name, spec)
+            continue
+        kind, low, high = _RANGE.match(spec).groups()
+        if kind == "int":
+            values[name] = trial.suggest_int(name, int(float(low)), int(float(high)))
+        else:
+            values[name] = trial.suggest_float(name, float(low), float(high), log=kind == "loguniform")
+    return values
+
+
+def trial_config(base: RunConfig, values: dict[str, object], output: Path) -> RunConfig:
+    config = copy.deepcopy(base)
+    for name, value in values.items():
+        section, _, key = name.partition(".")
+        setattr(getattr(config, section), key, value)
+    config.output = str(output)
+    config.validate()
+    return config
+
+
+def tune(config_path: str | Path, output: str | Path, trials: int, timeout: float | None = None,
+         storage: str | None = None, progress: bool = False):
+    """Run (or continue) the study until it holds `trials` finished trials; write its reports; return it."""
+    base, space = read_tune_config(config_path)
+    if not base.data.validation:
+        raise ConfigError(f"{config_path}: tuning needs a validation split (data.validation): trials are compared "
+                          "on it, never on test")
+    output = Path(output)
+    if output.exists() and not (output / "tune.db").exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"--output {output} exists and is not an lsllm tuning folder (no tune.db); choose a new "
+                          "folder (lsllm never writes into a folder of yours)")
+    with output_lock(output, "tuning folder"):  # one `lsllm tune` per folder: RUNNING trials are then stale
+        return _tune(base, space, output, trials, timeout, storage, progress)
+
+
+def _tune(base: RunConfig, space: dict, output: Path, trials: int, timeout: float | None, storage: str | None,
+          progress: bool):
+    import optuna
+
+    from lsllm.training.loop import train
+
+    (output / "trials").mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(output / 'tune.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="lsllm", storage=storage, direction="maximize", load_if_exists=True,
+                                # seeded by the trials so far, so a continued study does not redraw the first ones
+                                sampler=optuna.samplers.TPESampler(seed=base.train.seed + _count(output, storage)),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    _fail_interrupted(study)
+
+    def objective(trial):
+        folder = output / "trials" / f"trial-{trial.number:03d}"
+        config = trial_config(base, sample(trial, space), folder)
+        pruned = []
+
+        def report(step: int, value: float) -> bool:
+            trial.report(value, step)
+            if trial.should_prune():
+                pruned.append(step)
+                return True
+            return False
+
+        result = train(config, progress=progress, on_validation=report)
+        trial.set_user_attr("run", str(folder))
+        trial.set_user_attr("train_time_s", result.metrics.get("train_time_s"))
+        value = result.metrics["validation"][result.metrics["main_metric"]]
+        if pruned:
+            raise optuna.TrialPruned(f"stopped at step {pruned[0]}")
+        return value
+
+    from optuna.trial import TrialState
+
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    if trials > done:
+        study.optimize(objective, n_trials=trials - done, timeout=timeout)
+    write_reports(study, output)
+    return study
+
+
+def _count(output: Path, storage: str) -> int:
+    """Trials already in the study (0 for a new one), read before the sampler is made."""
+    import optuna
+
+    try:
+        return len(optuna.load_study(study_name="lsllm", storage=storage).trials)
+    except KeyError:  # no such study yet
+        return 0
+
+
+def _fail_interrupted(study) -> None:
+    """Trials left RUNNING by a killed `lsllm tune` (only one runs per output: its folder is locked)."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+
+
+def write_reports(study, output: Path) -> None:
+    from optuna.trial import TrialState
+
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    frame.to_csv(output / "trials.csv.tmp", index=False)
+    (output / "trials.csv.tmp").replace(output / "trials.csv")
+    header = [str(c) for c in frame.columns]
+    rows = ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
+    write_text_atomic(output / "trials.md", "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                                                       *rows]) + "\n")
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if complete:
+        best = study.best_trial
+        run = Path(best.user_attrs["run"])
+        write_text_atomic(output / "best.yaml", f"# best trial: {best.number}, validation {best.value:.4f}, "
+                                                f"run folder {run}\n" + (run / "config.yaml").read_text())
+    _plots(study, output, len(complete))
+
+
+def _plots(study, output: Path, complete: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import warnings
+
+    import matplotlib.pyplot as plt
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as vis
+
+
+    plots = [("history.png", vis.plot_optimization_history)]
+    if complete >= 2 and study.trials[0].params:
+        plots.append(("importance.png", vis.plot_param_importances))
+    for name, plot in plots:
+        try:
+            with warnings.catch_warnings():  # "experimental": a note on the plots' interface, not on the study
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = plot(study)
+        except (ValueError, RuntimeError):  # e.g. importances when every trial sampled the same values
+            continue
+        axes.figure.savefig(output / name, dpi=120, bbox_inches="tight")
+        plt.close(axes.figure)
