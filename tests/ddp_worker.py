@@ -8,8 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from safetensors.torch import save_file
-
 from lsllm.config import RunConfig
 from lsllm.training.checkpoint import trainable_state_dict
 from lsllm.training import loop
@@ -42,4 +40,3 @@ for name, tensor in sorted(weights.items()):
     digest.update(tensor.numpy().tobytes())
 rank = os.environ.get("RANK", "0")
 (Path(hashes) / f"rank{rank}.sha").write_text(digest.hexdigest())
-save_file(weights, str(Path(hashes) / f"rank{rank}.safetensors"))

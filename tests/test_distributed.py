@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from safetensors.torch import load_file
 
 from test_workflow import write_seq_csv
 
@@ -63,8 +62,16 @@ def two_nodes(launcher, nodes, args, timeout=600):
     return [p.returncode for p in procs], outputs
 
 
-def weights(hashes, rank):
-    return load_file(str(hashes / f"rank{rank}.safetensors"))
+def one_process_reference(tiny_models, data, tmp_path):
+    """The run of one process with batch 4 x 2 accumulated (in tmp_path/one; its weights' hash in single/), and
+    the folders for the two nodes' hashes and working directories."""
+    single, hashes = tmp_path / "single", tmp_path / "hashes"
+    single.mkdir()
+    hashes.mkdir()
+    proc = subprocess.run([sys.executable, *worker_args(tiny_models["llama"], data, tmp_path / "one", single, 4, 2)],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return single, hashes, [tmp_path / "node0", tmp_path / "node1"]
 
 
 def test_two_process_ddp_on_cpu(tiny_models, data, tmp_path):
@@ -89,15 +96,7 @@ def test_two_process_ddp_on_cpu(tiny_models, data, tmp_path):
 def test_two_nodes_equal_one_process_with_the_same_global_batch(tiny_models, data, tmp_path, launcher):
     """2 nodes x batch 4 take the steps of 1 process x batch 4 x 2 accumulated: the same weights (bit for bit:
     averaging two gradients over ranks or over micro-batches is the same sum halved), the same metrics."""
-    single = tmp_path / "single"
-    single.mkdir()
-    proc = subprocess.run([sys.executable, *worker_args(tiny_models["llama"], data, tmp_path / "one", single, 4, 2)],
-                          env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-    hashes = tmp_path / "hashes"
-    hashes.mkdir()
-    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    single, hashes, nodes = one_process_reference(tiny_models, data, tmp_path)
     codes, outputs = two_nodes(launcher, nodes, worker_args(tiny_models["llama"], data, "run", hashes, 4, 1))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert (hashes / "rank0.sha").read_text() == (hashes / "rank1.sha").read_text(), "the nodes' weights diverged"
@@ -112,15 +111,7 @@ def test_two_nodes_equal_one_process_with_the_same_global_batch(tiny_models, dat
 def test_two_nodes_resume_without_a_shared_disk(tiny_models, data, tmp_path):
     """A 2-node run killed after its first checkpoint resumes to the weights of an uninterrupted run, though
     node 1 has no copy of the run folder: rank 0 reads the checkpoint and sends it."""
-    single = tmp_path / "single"
-    single.mkdir()
-    proc = subprocess.run([sys.executable, *worker_args(tiny_models["llama"], data, tmp_path / "one", single, 4, 2)],
-                          env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-    hashes = tmp_path / "hashes"
-    hashes.mkdir()
-    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    single, hashes, nodes = one_process_reference(tiny_models, data, tmp_path)
     args = worker_args(tiny_models["llama"], data, "run", hashes, 4, 1, "interrupt")
     codes, outputs = two_nodes("torchrun", nodes, args)
     assert codes[0] != 0 and "interrupted at step 6" in outputs[0]

@@ -6,8 +6,9 @@ and saving; the loop owns steps, checkpoints, resume, early stopping, DDP and `l
 
 Reads top-down: `train()` checks every input before anything is written, trains in a run folder named
 `<output>.incomplete` (where `--resume` finds its checkpoint), and renames it to `<output>` only when
-everything is written. Runs unchanged under `torchrun` / `accelerate launch`: batches are sharded across
-ranks, gradients averaged by DDP, and only rank 0 writes.
+everything is written. Runs unchanged under `torchrun` / `accelerate launch`, on one machine or several:
+batches are sharded across ranks, gradients averaged by DDP, and only rank 0 reads and writes the run folder
+(training/ranks.py sends the others what it read).
 """
 from __future__ import annotations
 

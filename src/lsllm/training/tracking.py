@@ -9,6 +9,8 @@ metrics (`final/<split>/<metric>`, those of metrics.json) at the end. Where they
 - mlflow: the store MLFLOW_TRACKING_URI names; without it, a local SQLite store `mlflow.db` beside the run folder
   (`mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`), experiment "lsllm", run name = the run folder's name.
 - wandb: wandb's own settings (project "lsllm"; WANDB_MODE=offline logs without a network).
+After `--resume`, the steps between the last checkpoint and the kill are sent again (log.jsonl is cut back to the
+checkpoint; a tracker's history can't be), and MLflow and W&B record the continuation as a new run.
 """
 from __future__ import annotations
 
