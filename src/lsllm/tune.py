@@ -206,7 +206,7 @@ def write_reports(study, output: Path) -> None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
-        run = Path(best.user_attrs["run"])
+        run = output / "trials" / f"trial-{best.number:03d}"  # not the stored path: the cwd may differ on resume
         write_text_atomic(output / "best.yaml", f"# best trial: {best.number}, validation {best.value:.4f}, "
                                                 f"run folder {run}\n" + (run / "config.yaml").read_text())
     _plots(study, output, len(complete))
