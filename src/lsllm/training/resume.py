@@ -72,11 +72,12 @@ def record_run_inputs(work_dir: str | Path, config: RunConfig) -> None:
     write_json_atomic(Path(work_dir) / RUN_INPUTS, {"inputs": fingerprint_inputs(config), "config": config.to_dict()})
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one {'a.b': value} dict (the config's dotted field names)."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -111,7 +112,7 @@ def check_resume(work_dir: str | Path, config: RunConfig) -> list[str]:
     """
     work = Path(work_dir)
     saved, inputs = _load_saved(work)
-    before, now = _flatten(saved.to_dict()), _flatten(config.to_dict())
+    before, now = flatten(saved.to_dict()), flatten(config.to_dict())
     refused, allowed = [], []
     for key in sorted(before.keys() | now.keys()):
         # output: the same run folder by construction (only its spelling can differ). Input paths: below.

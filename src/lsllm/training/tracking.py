@@ -74,14 +74,11 @@ class Reporter:
 
 def hyperparameters(config: RunConfig) -> dict:
     """The config as flat `section.field` values the trackers accept (None and lists as text)."""
-    flat = {}
-    for section, values in config.to_dict().items():
-        items = values.items() if isinstance(values, dict) else [(None, values)]
-        for key, value in items:
-            name = section if key is None else f"{section}.{key}"
-            flat[name] = value if isinstance(value, (bool, int, float, str)) else \
-                ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    return flat
+    from lsllm.training.resume import flatten
+
+    return {name: value if isinstance(value, (bool, int, float, str)) else
+            ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            for name, value in flatten(config.to_dict()).items()}
 
 
 def _values(record: dict) -> dict:
