@@ -71,6 +71,9 @@ class ModelConfig:
     """Linear layers to adapt (e.g. q_proj,v_proj); default: the preset's."""
     dropout: float = 0.1
     """Dropout before the classification head."""
+    quantize: str = "none"
+    """QLoRA: load the frozen base in 4bit (NF4, double quantization) or 8bit through bitsandbytes (CPU or CUDA),
+    with LoRA and the head in float32; none keeps it in the training precision."""
     attn_implementation: str = "auto"
     """auto (SDPA on GPUs; on CPUs eager up to max_length 1024, SDPA above), sdpa, eager, or any transformers
     attention backend."""
@@ -196,7 +199,8 @@ class RunConfig:
                    ("pool_over", m.pool_over, ("hidden", "logits")), ("lora", m.lora, ("paper", "all-linear", "none")),
                    ("precision", t.precision, ("auto", "bf16", "fp32")), ("method", self.method, METHODS),
                    ("prompt mode", p.mode, ("score", "generate")), ("format", d.format, (None, *FORMATS)),
-                   ("report_to", t.report_to, ("none", "tensorboard", "mlflow", "wandb"))]
+                   ("report_to", t.report_to, ("none", "tensorboard", "mlflow", "wandb")),
+                   ("quantize", m.quantize, ("none", "4bit", "8bit"))]
         for name, value, allowed in choices:
             if value not in allowed:
                 problems.append(f"{name} {value!r} must be one of {', '.join(a for a in allowed if a)}")
@@ -235,6 +239,11 @@ class RunConfig:
             if dupes or not d.labels or any(not x.strip() for x in d.labels):
                 problems.append(f"labels {','.join(d.labels)!r} must be distinct, non-empty names")
         problems += self._check_columns()
+        if m.quantize != "none" and self.method != "ls":
+            problems.append(f"--quantize applies to label-supervised runs (--method ls), not {self.method}")
+        elif m.quantize != "none" and m.lora == "none":
+            problems.append(f"--quantize {m.quantize} freezes the base in {m.quantize} weights, which can't be fine-tuned "
+                            "in full: use a LoRA preset (--lora all-linear or paper), or --quantize none")
         if t.compile and self.method != "ls":
             problems.append(f"--compile applies to label-supervised runs (--method ls), not {self.method}")
         for name, path in (("train", d.train), ("validation", d.validation), ("test", d.test), ("prompt file", p.file)):

@@ -17,12 +17,17 @@ def load_for_inference(model_dir: str | Path, precision: str = "auto", device: s
     keeps its frozen weights in bf16 with LoRA unmerged, exactly as it was trained and validated, so
     reported metrics equal the best validation step (merging LoRA into bf16 weights rounds differently).
     In float32 LoRA is merged into the base weights: the same function to float rounding (probabilities
-    within ~1e-5), with half the matmuls per layer, 1.45x faster prediction on SmolLM2 (RESULTS.md)."""
+    within ~1e-5), with half the matmuls per layer, 1.45x faster prediction on SmolLM2 (RESULTS.md).
+    A QLoRA model stays quantized with LoRA unmerged: its small memory is the reason it was trained so."""
     from lsllm.model.build import load_model
+    from lsllm.model.quantize import check_quantize
+    from lsllm.model.spec import ModelSpec
 
     target = inference_device(device)
     dtype = autocast_dtype(precision, target)
-    model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype, merge=dtype is None)
+    quantize = ModelSpec.load(Path(model_dir)).quantize
+    check_quantize(quantize, target)
+    model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype, merge=dtype is None and quantize == "none")
     return model.to(target), tokenizer
 
 

@@ -27,6 +27,7 @@ from lsllm.model.attention import check_attention, set_attention_mode
 from lsllm.model.classifier import LSModel
 from lsllm.model.lora import apply_lora, load_lora, resolve_lora
 from lsllm.model.pooling import default_bidirectional, default_pooling
+from lsllm.model.quantize import check_quantize, dequantized, prepare_for_training, quantization_config
 from lsllm.model.sources import check_model_folder, loading, portable_source, resolve_recorded, resolve_source
 from lsllm.model.spec import SPEC_FILE, ModelSpec
 
@@ -82,9 +83,12 @@ def resolve_attention(attn_implementation: str, max_length: int | None = None) -
 
 
 def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "auto",
-                  dtype: torch.dtype = torch.float32, check: bool = True, max_length: int | None = None):
+                  dtype: torch.dtype = torch.float32, check: bool = True, max_length: int | None = None,
+                  quantize: str = "none", compute_dtype: torch.dtype | None = None):
     """`AutoModel` (no LM head) with the requested attention, proved by `check_attention`.
-    Weights load from safetensors only: a pickled checkpoint can run code when loaded."""
+    Weights load from safetensors only: a pickled checkpoint can run code when loaded.
+    quantize 4bit/8bit loads the linear layers through bitsandbytes (see lsllm.model.quantize), computing in
+    compute_dtype; the probe then runs on the quantized model, the one that trains or predicts."""
     if Path(path).is_dir():
         check_model_folder(Path(path))
     with loading(path):
@@ -94,7 +98,8 @@ def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "au
         raise ConfigError(f"{config.model_type} is an encoder: its attention is always bidirectional; drop --causal")
     with _quiet_transformers(), loading(path):
         backbone = AutoModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
-                                             attn_implementation=resolve_attention(attn_implementation, max_length))
+                                             attn_implementation=resolve_attention(attn_implementation, max_length),
+                                             quantization_config=quantization_config(quantize, compute_dtype))
     # A classifier never generates: no KV cache per forward (it costs a concatenation per layer and
     # makes torch.compile recompile for every layer index).
     backbone.config.use_cache = False
@@ -113,26 +118,32 @@ def build_model(config: ModelConfig, labels: list[str], *, max_length: int = 128
     max_length and label_all_subtokens (data settings) are recorded in the model's spec.
     frozen_dtype (e.g. torch.bfloat16) stores the frozen base weights in that dtype when LoRA is used:
     under bf16 autocast they are cast to bf16 anyway, so this saves that cast every step and half
-    their memory. LoRA weights and the head stay float32.
+    their memory. LoRA weights and the head stay float32. With config.quantize the base's linear layers are
+    4-bit or 8-bit instead (QLoRA), computing in frozen_dtype (else float32).
     """
     from lsllm import __version__
 
+    check_quantize(config.quantize)
     path = resolve_source(config.model)
     tokenizer = load_tokenizer(path)
     bidirectional = config.bidirectional
     if bidirectional is None:
         bidirectional = default_bidirectional(config.task, is_encoder(AutoConfig.from_pretrained(path)))
-    backbone, encoder = load_backbone(path, bidirectional, config.attn_implementation, max_length=max_length)
+    backbone, encoder = load_backbone(path, bidirectional, config.attn_implementation, max_length=max_length,
+                                      quantize=config.quantize, compute_dtype=frozen_dtype)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     settings = resolve_lora(backbone, config.lora, config.lora_rank, config.lora_alpha, config.lora_dropout,
                             config.lora_targets)
-    if settings and frozen_dtype is not None:
+    if config.quantize != "none":
+        backbone = prepare_for_training(backbone)
+    elif settings and frozen_dtype is not None:
         backbone.to(frozen_dtype)  # after the attention probe, which runs in float32
     spec = ModelSpec(task=config.task, labels=list(labels), base_model=portable_source(config.model),
                      bidirectional=bidirectional,
                      pooling=config.pooling or default_pooling(bidirectional, encoder), pool_over=config.pool_over,
                      encoder=encoder, dropout=config.dropout, max_length=max_length,
-                     label_all_subtokens=label_all_subtokens, lora=settings, lsllm_version=__version__)
+                     label_all_subtokens=label_all_subtokens, lora=settings, quantize=config.quantize,
+                     lsllm_version=__version__)
     torch.manual_seed(seed)  # LoRA and head initialisation are part of the seeded run
     model = LSModel(apply_lora(backbone, settings), spec, backbone.config.hidden_size)
     std = getattr(backbone.config, "initializer_range", 0.02)
@@ -179,7 +190,8 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
 
     frozen_dtype stores the frozen base weights of a LoRA model in that dtype, exactly as training
     did (see build_model), so predictions reproduce training-time evaluation. merge=True folds LoRA
-    into the base weights instead (float32), as exports do.
+    into the base weights instead (float32), as exports do. A quantized (QLoRA) base is quantized again
+    exactly as in training (same weights, same result); merge=True dequantizes it first.
     """
     folder = Path(folder)
     spec = ModelSpec.load(folder)
@@ -191,8 +203,12 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
     if (folder / "adapter").is_dir():
         # The base model as training recorded it (an absolute path for local ones, see portable_source).
         base = resolve_recorded(spec.base_model, folder / SPEC_FILE)
-        backbone, _ = load_backbone(base, spec.bidirectional, attn_implementation, max_length=spec.max_length)
-        if frozen_dtype is not None and not merge:
+        check_quantize(spec.quantize)
+        backbone, _ = load_backbone(base, spec.bidirectional, attn_implementation, max_length=spec.max_length,
+                                    quantize=spec.quantize, compute_dtype=frozen_dtype)
+        if spec.quantize != "none" and merge:
+            backbone = dequantized(backbone)
+        elif frozen_dtype is not None and not merge and spec.quantize == "none":
             backbone.to(frozen_dtype)
         backbone = load_lora(backbone, folder / "adapter")
     else:

@@ -64,6 +64,8 @@ def card_metadata(spec: ModelSpec, metrics: dict | None, config: dict, name: str
     tags.append("encoder-baseline" if spec.encoder else "ls-unllm" if spec.bidirectional else "ls-llm")
     if spec.lora:
         tags.append("lora")
+    if spec.quantize != "none":
+        tags += ["qlora", "bitsandbytes", spec.quantize.replace("bit", "-bit")]
     meta: dict = {}
     if hub_id:
         meta["base_model"] = hub_id
@@ -117,6 +119,13 @@ def _body(spec: ModelSpec, metrics: dict | None, config: dict, config_text: str 
                                    f"{', '.join(lora.get('targets') or [])}" + (", merged" if spec.merged else "")))
     else:
         rows.append(("adaptation", "merged LoRA" if spec.merged else "full fine-tuning"))
+    trained_quantized = (config.get("model") or {}).get("quantize") or "none"
+    if spec.quantize != "none":
+        rows.append(("base weights", f"{spec.quantize} (bitsandbytes, QLoRA); loading quantizes the base again, "
+                                     "exactly as in training (needs bitsandbytes)"))
+    elif spec.merged and trained_quantized != "none":
+        rows.append(("base weights", f"float32: the {trained_quantized} base training used, dequantized, with LoRA "
+                                     "merged in"))
     rows.append(("lsllm version", spec.lsllm_version or "unknown"))
     out.append(_table(["", ""], rows))
     if metrics:

@@ -72,9 +72,8 @@ def export_model(run_model_dir: Path, output: Path, merge: bool = False, overwri
 
 
 def _write_merged(run_model_dir: Path, output: Path) -> None:
-    model, tokenizer = load_model(run_model_dir)
-    spec = model.spec
-    backbone = model.backbone.merge_and_unload() if spec.lora else model.backbone
+    model, tokenizer = load_model(run_model_dir, merge=True)  # a QLoRA base is dequantized, then merged
+    spec, backbone = model.spec, model.backbone
     config = backbone.config
     with atomic_folder(output, replace=True) as tmp:  # check_export_target allowed replacing it
         if exportable_as_auto_class(spec, config.model_type):
@@ -96,6 +95,7 @@ def _write_merged(run_model_dir: Path, output: Path) -> None:
         tokenizer.save_pretrained(tmp)
         spec.merged = True
         spec.lora = {}
+        spec.quantize = "none"  # merged weights are float32 (a QLoRA base is dequantized first)
         spec.save(tmp)
         write_model_card(tmp, run_model_dir.parent, auto_class)
         _mark(tmp, run_model_dir, merge=True)

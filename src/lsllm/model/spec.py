@@ -32,6 +32,8 @@ class ModelSpec:
     label_all_subtokens: bool = False
     lora: dict = field(default_factory=dict)
     """Resolved LoRA settings ({} for full fine-tuning)."""
+    quantize: Literal["none", "4bit", "8bit"] = "none"
+    """How the frozen base was quantized in training (QLoRA); loading quantizes it the same way again."""
     merged: bool = False
     lsllm_version: str = ""
 

@@ -32,6 +32,7 @@ from lsllm.files import output_lock, write_json_atomic, write_text_atomic
 from lsllm.inference.precision import autocast_dtype
 from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.metrics import MAIN_METRIC
+from lsllm.model.quantize import check_quantize
 from lsllm.model.sources import resolve_source
 from lsllm.training.checkpoint import CHECKPOINT, save_checkpoint
 from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
@@ -124,6 +125,7 @@ def _train(config: RunConfig, output: Path, resume: bool, progress: bool, keep_m
     accelerator = Accelerator(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
     device, writer = accelerator.device, accelerator.is_main_process
     check_data_parallel(accelerator)
+    check_quantize(config.model.quantize, device)  # bitsandbytes missing: said before anything is written
     # Only rank 0 reads the run folder (other nodes may not see its disk); every rank refuses together.
     changes = on_rank_zero(accelerator, lambda: _check_folders(output, work, resume, config))
     splits = read_splits(config)
