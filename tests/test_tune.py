@@ -110,3 +110,34 @@ def test_an_existing_folder_of_the_users_is_refused(tiny_models, seq_data, tmp_p
     assert main(["tune", str(path), "--trials", "1", "--output", str(tmp_path / "mine")]) == 2
     assert "not an lsllm tuning folder" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_retrain_trains_the_best_settings_on_train_and_validation_and_scores_test_once(tiny_models, seq_data,
+                                                                                       tmp_path, capsys):
+    from lsllm.data.readers import read_examples
+
+    train_path, dev, test = seq_data
+    config = write_config(tmp_path / "tune.yaml", tiny_models["llama"], seq_data, {"lr": [3e-3, 1e-2]})
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["test"] = str(test)
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "study"
+    assert main(["tune", str(config), "--trials", "2", "--output", str(out), "--retrain"]) == 0
+    assert "retrained on train + validation" in capsys.readouterr().out
+    import optuna
+    best = optuna.load_study(study_name="lsllm", storage=f"sqlite:///{out / 'tune.db'}").best_trial
+    trial = out / "trials" / f"trial-{best.number:03d}"
+    retrained = RunConfig.from_yaml(out / "retrained" / "config.yaml")
+    n_train, n_dev = len(read_examples(train_path, "seq")), len(read_examples(dev, "seq"))
+    combined = read_examples(retrained.data.train, "seq")
+    assert len(combined) == n_train + n_dev and retrained.data.validation is None
+    assert retrained.train.lr == pytest.approx(best.params["train.lr"])
+    trial_metrics = json.loads((trial / "metrics.json").read_text())
+    assert retrained.train.max_steps == round(trial_metrics["best_step"] * (n_train + n_dev) / n_train)
+    metrics = json.loads((out / "retrained" / "metrics.json").read_text())
+    assert "test" in metrics and "validation" not in metrics
+    assert json.loads((out / "retrained" / "model" / "lsllm.json").read_text())["labels"] == \
+        json.loads((trial / "model" / "lsllm.json").read_text())["labels"]
+    before = (out / "retrained" / "metrics.json").stat().st_mtime_ns
+    assert main(["tune", str(config), "--trials", "2", "--output", str(out), "--retrain"]) == 0  # nothing to redo
+    assert (out / "retrained" / "metrics.json").stat().st_mtime_ns == before

@@ -257,19 +257,25 @@ def tune(
     trials: int = typer.Option(12, min=1, help="Finished (complete or pruned) trials the study should hold."),
     timeout: Optional[float] = typer.Option(None, min=1, help="Start no new trial after this many seconds."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in OUTPUT/tune.db)."),
+    retrain: bool = typer.Option(False, help="Then train the best settings on train + validation (OUTPUT/retrained)."),
     verbose: bool = VERBOSE,
 ):
     """Search settings with Optuna: every trial is a run folder; run again after a kill to continue."""
     from lsllm.tune import tune as run_tune
 
     with _quiet(verbose), _user_errors():
-        study = run_tune(config, output, trials, timeout=timeout, storage=storage)
+        study = run_tune(config, output, trials, timeout=timeout, storage=storage, retrain=retrain)
     states = [t.state.name.lower() for t in study.trials]
     typer.echo(f"{len(states)} trials: " + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
     if (output / "best.yaml").is_file():
         best = study.best_trial
         typer.echo(f"best: trial {best.number}, validation {best.value:.4f}, {best.params}; config in "
                    f"{output / 'best.yaml'}")
+    if retrain and (output / "retrained" / "metrics.json").is_file():
+        test = json.loads((output / "retrained" / "metrics.json").read_text(encoding="utf-8")).get("test")
+        typer.echo(f"retrained on train + validation: {output / 'retrained'}"
+                   + (f"; test {', '.join(f'{k} {v:.4f}' for k, v in test.items() if isinstance(v, float))}"
+                      if isinstance(test, dict) else ""))
 
 
 @app.command()

@@ -17,11 +17,13 @@ folder still complete) when Optuna's median pruner finds it behind the trials be
 `OUTPUT/tune.db` (SQLite): run the same command again after a kill and it goes on, with the trial that was
 running marked failed (its folder stays as `trial-NNN.incomplete`, which the next trials never reuse). At the
 end: `best.yaml` (the best trial's full config), `trials.csv` and `trials.md`, `history.png` and, with at least
-two finished trials, `importance.png`.
+two finished trials, `importance.png`. With `retrain=True` (`--retrain`) the best settings are then trained once
+more on train + validation (`OUTPUT/retrained`), and the test split, if any, is scored once, by that model.
 """
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -116,8 +118,9 @@ def trial_config(base: RunConfig, values: dict[str, object], output: Path) -> Ru
 
 
 def tune(config_path: str | Path, output: str | Path, trials: int, timeout: float | None = None,
-         storage: str | None = None, progress: bool = False):
-    """Run (or continue) the study until it holds `trials` finished trials; write its reports; return it."""
+         storage: str | None = None, progress: bool = False, retrain: bool = False):
+    """Run (or continue) the study until it holds `trials` finished trials; write its reports; with `retrain`,
+    train the best settings on train + validation (see retrain_best); return the study."""
     base, space = read_tune_config(config_path)
     if not base.data.validation:
         raise ConfigError(f"{config_path}: tuning needs a validation split (data.validation): trials are compared "
@@ -127,7 +130,66 @@ def tune(config_path: str | Path, output: str | Path, trials: int, timeout: floa
         raise ConfigError(f"--output {output} exists and is not an lsllm tuning folder (no tune.db); choose a new "
                           "folder (lsllm never writes into a folder of yours)")
     with output_lock(output, "tuning folder"):  # one `lsllm tune` per folder: RUNNING trials are then stale
-        return _tune(base, space, output, trials, timeout, storage, progress)
+        study = _tune(base, space, output, trials, timeout, storage, progress)
+        if retrain:
+            retrain_best(study, output, progress)
+        return study
+
+
+RETRAINED = "retrained"
+COMBINED = "train+validation.jsonl"
+TEST = "test.jsonl"
+
+
+def retrain_best(study, output: Path, progress: bool = False) -> Path:
+    """The best trial's settings trained again on its train + validation examples, into OUTPUT/retrained.
+
+    There is no validation split left to pick a checkpoint with, so the run stops where the best trial's
+    validation peaked, in epochs: best_step x (train + validation) / train steps. Labels keep the trial's order;
+    the test split (if the config has one) is scored once, by the retrained model. Run again after a kill, it
+    resumes the interrupted run; a finished one is kept as it is."""
+    from optuna.trial import TrialState
+
+    from lsllm.training.loop import read_splits, train
+
+    folder = output / RETRAINED
+    if folder.is_dir():
+        return folder  # done before (the study's best can't have changed: this is after its last trial)
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise ConfigError(f"no trial of {output} completed, so there is no best setting to retrain; run more "
+                          "trials (--trials) first")
+    best = output / "trials" / f"trial-{study.best_trial.number:03d}"
+    config = RunConfig.from_yaml(best / "config.yaml")
+    best_step = json.loads((best / "metrics.json").read_text(encoding="utf-8"))["best_step"]
+    splits = read_splits(config)
+    examples = splits.train + splits.validation
+    # Both splits in lsllm's own JSON Lines (whatever their files' formats and columns), the test split too.
+    _write_examples(output / COMBINED, examples)
+    d, t = config.data, config.train
+    if splits.test is not None:
+        d.test = str(_write_examples(output / TEST, splits.test))
+    d.train, d.validation, d.format, d.header = str(output / COMBINED), None, "jsonl", None
+    d.text_column = d.text_pair_column = d.label_column = d.token_column = d.tag_column = None
+    d.labels = list(splits.labels.names)
+    t.max_steps = max(1, round(best_step * len(examples) / len(splits.train)))
+    t.target_metric = t.early_stopping = None  # they need a validation split
+    config.output = str(folder)
+    config.validate()
+    train(config, progress=progress, resume=folder.with_name(folder.name + ".incomplete").is_dir())
+    return folder
+
+
+def _write_examples(path: Path, examples: list) -> Path:
+    write_text_atomic(path, "".join(json.dumps(_row(e), ensure_ascii=False) + "\n" for e in examples))
+    return path
+
+
+def _row(example) -> dict:
+    """An example as lsllm's JSON Lines input reads it back."""
+    if hasattr(example, "tokens"):
+        return {"tokens": example.tokens, "tags": example.tags}
+    row = {"text": example.text, "label": example.label}
+    return row | ({"text_pair": example.text_pair} if example.text_pair is not None else {})
 
 
 def _tune(base: RunConfig, space: dict, output: Path, trials: int, timeout: float | None, storage: str | None,
