@@ -142,3 +142,31 @@ def test_real_smollm2_4bit_run_learns_and_reloads_to_the_validated_model(smollm2
     assert math.isclose(metrics["validation"]["loss"], _best_eval_loss(run), rel_tol=1e-5)
     head = load_file(run / "model" / "head.safetensors")
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in head.values())
+
+
+def test_a_4bit_model_resumes_from_its_checkpoint_bit_identically(tiny_models, tmp_path):
+    """The checkpoint holds LoRA, head, optimizer and RNG state; the 4-bit base is rebuilt, not saved."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from lsllm.config import ModelConfig
+    from lsllm.model.build import build_model
+    from lsllm.training.checkpoint import load_checkpoint, save_checkpoint
+    from tests.test_checkpoint import SPLIT, TOTAL, assert_same_training_state, seed_all, step
+
+    def fresh():
+        model, _ = build_model(ModelConfig(model=str(tiny_models["llama"]), quantize="4bit"), ["neg", "pos"])
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        return model, optimizer, get_linear_schedule_with_warmup(optimizer, 2, TOTAL)
+
+    seed_all(0)
+    uninterrupted = fresh()
+    for i in range(TOTAL):
+        step(*uninterrupted)
+        if i + 1 == SPLIT:
+            save_checkpoint(tmp_path, *uninterrupted, {"step": SPLIT, "best": None})
+    seed_all(123)
+    resumed = fresh()
+    assert load_checkpoint(tmp_path, *resumed) == {"step": SPLIT, "best": None}
+    for _ in range(TOTAL - SPLIT):
+        step(*resumed)
+    assert_same_training_state(uninterrupted, resumed)
