@@ -8,7 +8,7 @@ metrics (`final/<split>/<metric>`, those of metrics.json) at the end. Where they
   shows every run in runs/).
 - mlflow: the store MLFLOW_TRACKING_URI names; without it, a local SQLite store `mlflow.db` beside the run folder
   (`mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`), experiment "lsllm", run name = the run folder's name.
-- wandb: wandb's own settings (project "lsllm"; WANDB_MODE=offline logs without a network).
+- wandb: wandb's own settings (project "lsllm"), its files in `<run>/wandb/`; WANDB_MODE=offline logs without a network.
 After `--resume`, the steps between the last checkpoint and the kill are sent again (log.jsonl is cut back to the
 checkpoint; a tracker's history can't be), and MLflow and W&B record the continuation as a new run.
 """
@@ -30,8 +30,8 @@ def check_reporter(kind: str) -> None:
     if kind != "none" and importlib.util.find_spec(PACKAGES[kind]) is None:
         from lsllm.errors import ConfigError
 
-        hint = "pip install tensorboard mlflow-skinny (setup.sh installs both)" if kind != "wandb" else "pip install wandb"
-        raise ConfigError(f"--report-to {kind} needs the {kind} package, which is not installed: {hint}")
+        raise ConfigError(f"--report-to {kind} needs the {kind} package, which is not installed: "
+                          "pip install 'lsllm[tracking]' (setup.sh installs it)")
 
 
 class Reporter:
