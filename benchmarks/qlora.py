@@ -7,6 +7,11 @@ examples, steps and seed, one `lsllm train` process per cell (so each peak RSS i
 Per cell it prints peak RSS of the whole run (model load, training, validation, reloading the best model),
 the median training tokens/s (log.jsonl, first record skipped as warm-up), wall time, and validation
 accuracy at the end; then each quantized cell's ratios to the `none` cell of its model, measured in this run.
+`--steps-only` measures the training step alone instead, robust to a busy machine (cells: none = float32 frozen
+weights, bf16 = bf16 frozen weights under bf16 autocast, 4bit, 8bit): per cell a child process
+builds the model, runs 2 warm-up and `--timed` timed steps (batch 8 x 32 random tokens, LoRA all-linear) on ONE
+thread, and reports process CPU seconds per step and its peak RSS; ratios against `none` as above.
+
 Results: benchmarks/RESULTS.md, section 8.
 """
 from __future__ import annotations
@@ -40,16 +45,86 @@ def run_cell(model: str, quantize: str, args, folder: Path) -> dict:
             "accuracy": metrics["validation"]["accuracy"], "loss": metrics["validation"]["loss"]}
 
 
+def step_cell(model: str, quantize: str, timed: int) -> dict:
+    """In a child process: CPU seconds per training step on one thread (process time is what one thread used,
+    whatever else the machine runs), and the child's peak RSS."""
+    import resource
+
+    import torch
+
+    from lsllm.config import ModelConfig
+    from lsllm.model.build import build_model
+
+    torch.set_num_threads(1)
+    # "bf16": LoRA over bf16 frozen weights under bf16 autocast, the default where a CPU or GPU has bf16 units.
+    bf16 = quantize == "bf16"
+    net, _ = build_model(ModelConfig(model=model, quantize="none" if bf16 else quantize), ["a", "b"], max_length=64,
+                         frozen_dtype=torch.bfloat16 if bf16 else None)
+    net.train()
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(100, 20000, (8, 32), generator=generator)
+    mask, labels = torch.ones_like(ids), torch.tensor([0, 1] * 4)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = net(ids, mask, labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    started = time.process_time()
+    for _ in range(timed):
+        step()
+    per_step = (time.process_time() - started) / timed
+    with open("/proc/self/status") as status:  # what training holds now, after the loading peak has passed
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+    return {"model": model, "quantize": quantize, "cpu_s_per_step": round(per_step, 3),
+            "tokens_per_cpu_s": round(256 / per_step, 1), "training_rss_mib": rss,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+
+def steps_only(args) -> None:
+    rows = []
+    for model in args.models:
+        for quantize in args.quantize:
+            out = subprocess.run([sys.executable, __file__, "--_step", model, quantize, str(args.timed)],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    print("\n| model | base | CPU s / step (1 thread) | tokens / CPU s | training RSS MiB | peak RSS MiB | "
+          "step cost vs none | training RSS vs none |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        ref = next((r for r in rows if r["model"] == row["model"] and r["quantize"] == "none"), None)
+        print(f"| {row['model']} | {row['quantize']} | {row['cpu_s_per_step']} | {row['tokens_per_cpu_s']} | "
+              f"{row['training_rss_mib']} | {row['peak_rss_mib']} | "
+              + (f"{row['cpu_s_per_step'] / ref['cpu_s_per_step']:.2f}x | "
+                 f"{row['training_rss_mib'] / ref['training_rss_mib']:.2f}x |" if ref else " | |"))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--_step"]:
+        print(json.dumps(step_cell(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--validation", required=True)
+    parser.add_argument("--train")
+    parser.add_argument("--validation")
     parser.add_argument("--models", nargs="+", default=["smollm2-135m"])
     parser.add_argument("--quantize", nargs="+", default=["none", "4bit", "8bit"])
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--output", required=True, help="A new folder for the runs and results.json.")
+    parser.add_argument("--output", help="A new folder for the runs and results.json.")
+    parser.add_argument("--steps-only", action="store_true", help="Time the training step alone (see above).")
+    parser.add_argument("--timed", type=int, default=5, help="--steps-only: timed steps per cell.")
     parser.add_argument("extra", nargs="*", help="More `lsllm train` options, after --.")
     args = parser.parse_args()
+    if args.steps_only:
+        return steps_only(args)
+    if not args.output:
+        parser.error("--output is required (except with --steps-only)")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=False)
     rows = []

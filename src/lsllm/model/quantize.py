@@ -43,7 +43,10 @@ def quantization_config(quantize: str, compute_dtype: torch.dtype | None):
 
     if quantize == "8bit":
         _quiet_int8_casts()
-        return BitsAndBytesConfig(load_in_8bit=True)
+        # No outlier decomposition (threshold 0): by default LLM.int8 runs the input columns where *any* row of the
+        # batch exceeds 6 in fp16, so a text's output depends on the other texts and pads in its batch. On SmolLM2
+        # that moved real positions by up to 1.5 and the padding probe refused the model; per-row int8 does not.
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=0.0)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute_dtype or torch.float32)
 
