@@ -18,8 +18,11 @@ def load_for_inference(model_dir: str | Path, precision: str = "auto", device: s
     reported metrics equal the best validation step (merging LoRA into bf16 weights rounds differently).
     In float32 LoRA is merged into the base weights: the same function to float rounding (probabilities
     within ~1e-5), with half the matmuls per layer, 1.45x faster prediction on SmolLM2 (RESULTS.md)."""
+    from lsllm.inference.onnx_runtime import is_onnx_export, load_onnx
     from lsllm.model.build import load_model
 
+    if is_onnx_export(model_dir):  # onnxruntime on the CPU; precision does not apply (it runs as exported)
+        return load_onnx(model_dir, device)
     target = inference_device(device)
     dtype = autocast_dtype(precision, target)
     model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype, merge=dtype is None)

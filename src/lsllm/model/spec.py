@@ -34,6 +34,8 @@ class ModelSpec:
     """Resolved LoRA settings ({} for full fine-tuning)."""
     merged: bool = False
     lsllm_version: str = ""
+    format: Literal["hf", "onnx"] = "hf"
+    """Weights as PyTorch (transformers/PEFT folders) or one ONNX graph (`lsllm export --format onnx`)."""
 
     @property
     def num_labels(self) -> int:
