@@ -56,7 +56,7 @@ def write_onnx(run_model_dir: Path, folder: Path, int8: bool = False) -> None:
                           dynamo=True, external_data=large, verbose=False)
     check_onnx(graph, target)
     if int8:
-        quantize_int8(target, folder / ONNX_FILE, large)
+        quantize_int8(target, folder / ONNX_FILE, getattr(model.backbone.config, "intermediate_size", None), large)
         for path in folder.glob("float.onnx*"):
             path.unlink()
     tokenizer.save_pretrained(folder)
@@ -65,13 +65,36 @@ def write_onnx(run_model_dir: Path, folder: Path, int8: bool = False) -> None:
     spec.save(folder)
 
 
-def quantize_int8(source: Path, target: Path, large: bool = False) -> None:
-    """Dynamic int8: int8 weights (per tensor) for the weight matmuls; activations are quantized per batch
-    at run time, so no calibration data is needed."""
+def quantize_int8(source: Path, target: Path, intermediate_size: int | None = None, large: bool = False) -> None:
+    """Dynamic int8: int8 weights (per tensor) for the weight matmuls; activations are quantized per batch at
+    run time, so no calibration data is needed. The MLP's down projections (weights intermediate_size x
+    hidden) stay float32: their inputs (SwiGLU/GELU outputs) carry outlier activations that one uint8 scale per
+    tensor crushes; quantizing them cost SmolLM2 3.2 points of SST-2 accuracy, keeping them float32 none
+    (benchmarks/RESULTS.md section 8)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(source, target, op_types_to_quantize=INT8_OPS, weight_type=QuantType.QInt8,
+                     nodes_to_exclude=_down_projections(source, intermediate_size),
                      use_external_data_format=large)
+
+
+def _down_projections(path: Path, intermediate_size: int | None) -> list[str]:
+    """Names of the MatMul/Gemm nodes whose weight has intermediate_size input rows (the MLP's second matmul)."""
+    import onnx
+
+    if not intermediate_size:
+        return []
+    graph = onnx.load(str(path), load_external_data=False).graph  # shapes only
+    weights = {w.name: list(w.dims) for w in graph.initializer}
+    found = []
+    for node in graph.node:
+        dims = weights.get(node.input[1]) if node.op_type in INT8_OPS and len(node.input) > 1 else None
+        if dims and len(dims) == 2:
+            rows = dims[1] if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute) \
+                else dims[0]
+            if rows == intermediate_size:
+                found.append(node.name)
+    return found
 
 
 @torch.no_grad()
