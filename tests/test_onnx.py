@@ -184,3 +184,49 @@ def test_missing_or_corrupt_graph_and_missing_onnxruntime_are_clear_errors(cli_e
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(LsllmError, match=r"pip install 'lsllm\[onnx\]'"):
         Predictor(cli_exports["seq"])
+
+
+def _real_run(tmp_path, smollm2, shared_data, task):
+    """A short real LS run on SmolLM2: a few dozen SST-2 sentences (causal/last) or CoNLL sentences (LS-un)."""
+    from tests.test_e2e_smollm2 import _slice_conll
+
+    def head(source, target, n):  # the header and n rows
+        target.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:n + 1]))
+        return target
+
+    if task == "seq":
+        train = head(shared_data / "sst2" / "train.tsv", tmp_path / "train.tsv", 48)
+        dev = head(shared_data / "sst2" / "dev.tsv", tmp_path / "dev.tsv", 16)
+        extra = []
+    else:
+        train = _slice_conll(shared_data / "conll2003" / "train.txt", tmp_path / "train.txt", 40)
+        dev = _slice_conll(shared_data / "conll2003" / "valid.txt", tmp_path / "valid.txt", 12)
+        extra = ["--task", "token"]
+    run = tmp_path / "run"
+    assert main(["train", "--model", smollm2, "--train", str(train), "--validation", str(dev), "--max-steps", "6",
+                 "--batch-size", "8", "--lr", "1e-3", "--output", str(run), *extra]) == 0
+    return run, dev
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["seq", "token"])
+def test_real_smollm2_onnx_equals_pytorch(smollm2, shared_data, tmp_path, task):
+    from lsllm.data.encode import collate, encode
+    from lsllm.data.labels import LabelSet
+    from lsllm.data.readers import read_examples
+
+    run, dev = _real_run(tmp_path, smollm2, shared_data, task)
+    assert main(["export", str(run), "--format", "onnx", "--output", str(tmp_path / "onnx")]) == 0
+    model, tokenizer = load_model(run / "model", merge=True)
+    onnx, _ = load_onnx(tmp_path / "onnx")
+    examples = read_examples(dev, task)
+    features = encode(examples, task, tokenizer, LabelSet(model.spec.labels), model.spec.max_length,
+                      model.spec.label_all_subtokens)
+    batch = collate(features, tokenizer.pad_token_id)  # every dev example in one right-padded batch
+    with torch.no_grad():
+        expected = model(batch["input_ids"], batch["attention_mask"]).logits
+    got = onnx(batch["input_ids"], batch["attention_mask"]).logits
+    real = batch["attention_mask"].bool() if task == "token" else slice(None)
+    assert torch.allclose(got[real], expected[real], atol=1e-3, rtol=0), (got[real] - expected[real]).abs().max()
+    assert [r.get("label", r.get("tags")) for r in predict(tmp_path / "onnx", input=dev)] == \
+           [r.get("label", r.get("tags")) for r in predict(run, input=dev)]
