@@ -12,7 +12,7 @@ weights, bf16 = bf16 frozen weights under bf16 autocast, 4bit, 8bit): per cell a
 builds the model, runs 2 warm-up and `--timed` timed steps (batch 8 x 32 random tokens, LoRA all-linear) on ONE
 thread, and reports process CPU seconds per step and its peak RSS; ratios against `none` as above.
 
-Results: benchmarks/RESULTS.md, section 8.
+Results: benchmarks/RESULTS.md, section 9.
 """
 from __future__ import annotations
 
@@ -55,7 +55,10 @@ def step_cell(model: str, quantize: str, timed: int) -> dict:
     from lsllm.config import ModelConfig
     from lsllm.model.build import build_model
 
+    from lsllm.memory import limit_malloc_arenas, release_freed_memory
+
     torch.set_num_threads(1)
+    limit_malloc_arenas()  # as `lsllm train` does
     # "bf16": LoRA over bf16 frozen weights under bf16 autocast, the default where a CPU or GPU has bf16 units.
     bf16 = quantize == "bf16"
     net, _ = build_model(ModelConfig(model=model, quantize="none" if bf16 else quantize), ["a", "b"], max_length=64,
@@ -80,10 +83,12 @@ def step_cell(model: str, quantize: str, timed: int) -> dict:
     for _ in range(timed):
         step()
     per_step = (time.process_time() - started) / timed
+    weights = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()]) // 2**20
+    release_freed_memory()  # as `lsllm train` does between phases: freed loading buffers go back to the OS
     with open("/proc/self/status") as status:  # what training holds now, after the loading peak has passed
         rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
     return {"model": model, "quantize": quantize, "cpu_s_per_step": round(per_step, 3),
-            "tokens_per_cpu_s": round(256 / per_step, 1), "training_rss_mib": rss,
+            "tokens_per_cpu_s": round(256 / per_step, 1), "weights_mib": weights, "training_rss_mib": rss,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
 
 
@@ -95,13 +100,13 @@ def steps_only(args) -> None:
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    print("\n| model | base | CPU s / step (1 thread) | tokens / CPU s | training RSS MiB | peak RSS MiB | "
+    print("\n| model | base | CPU s / step (1 thread) | tokens / CPU s | weights MiB | training RSS MiB | peak RSS MiB | "
           "step cost vs none | training RSS vs none |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         ref = next((r for r in rows if r["model"] == row["model"] and r["quantize"] == "none"), None)
         print(f"| {row['model']} | {row['quantize']} | {row['cpu_s_per_step']} | {row['tokens_per_cpu_s']} | "
-              f"{row['training_rss_mib']} | {row['peak_rss_mib']} | "
+              f"{row['weights_mib']} | {row['training_rss_mib']} | {row['peak_rss_mib']} | "
               + (f"{row['cpu_s_per_step'] / ref['cpu_s_per_step']:.2f}x | "
                  f"{row['training_rss_mib'] / ref['training_rss_mib']:.2f}x |" if ref else " | |"))
 

@@ -164,7 +164,7 @@ def eval(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder, model folder or merged export."),
+    run: Path = typer.Argument(..., help="Run folder, model folder, merged or ONNX export."),
     input: Optional[str] = typer.Option(None, "--input", "-i", help="File in any training format, of any size."),
     text: Optional[list[str]] = typer.Option(None, "--text", "-t", help="Raw text (repeatable)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write .jsonl, .csv or .parquet here."),
@@ -232,17 +232,24 @@ def export(
     run: Path = typer.Argument(..., help="Run folder or model folder."),
     output: Path = typer.Option(..., "--output", "-o"),
     merge: bool = typer.Option(False, help="Merge LoRA into a plain transformers folder."),
+    format: str = typer.Option("hf", "--format", help="hf (PyTorch weights) or onnx (one merged graph for onnxruntime)."),
+    int8: bool = typer.Option(False, "--int8", help="--format onnx: int8 weights (dynamic quantization) for CPUs."),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is an earlier lsllm export (never other folders)."),
     push_to_hub: Optional[str] = typer.Option(None, help="Then upload OUTPUT to this hub model repo (user/name)."),
     private: bool = typer.Option(False, help="With --push-to-hub: create the repository as private."),
     verbose: bool = VERBOSE,
 ):
-    """Copy the model, or merge LoRA into a folder that loads with transformers' AutoModelFor* classes."""
+    """Copy the model, merge LoRA into a folder that loads with transformers' AutoModelFor* classes, or export
+    it to ONNX for onnxruntime (`lsllm predict`, `eval` and `serve` run that folder on the CPU)."""
     from lsllm.model.export import export_model, push_to_hub as upload
     from lsllm.inference.loading import model_folder
 
+    if format not in ("hf", "onnx"):
+        _fail(f"--format {format!r}: use hf or onnx")
+    if int8 and format != "onnx":
+        _fail("--int8 quantizes an ONNX export: add --format onnx")
     with _quiet(verbose), _user_errors():
-        out = export_model(model_folder(run), output, merge=merge, overwrite=overwrite)
+        out = export_model(model_folder(run), output, merge=merge, overwrite=overwrite, format=format, int8=int8)
     typer.echo(f"exported to {out}")
     if push_to_hub:
         with _quiet(verbose), _user_errors():

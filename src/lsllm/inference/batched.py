@@ -10,7 +10,7 @@ import torch
 from lsllm.data.encode import IGNORE_INDEX, Feature, collate, encode, sorted_batches, word_scores
 from lsllm.data.labels import LabelSet
 from lsllm.data.records import SeqExample, TokenExample
-from lsllm.inference.precision import model_autocast
+from lsllm.inference.precision import model_autocast, model_device
 from lsllm.metrics import sequence_metrics, token_metrics
 
 
@@ -58,7 +58,7 @@ def infer(model, features: list[Feature], pad_id: int, batch_size: int = 32, pre
     """Probabilities for every feature, in feature order; mean loss where labels exist."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)  # a torch LSModel or an ONNX one (inference/onnx_runtime.py)
     scores: list[np.ndarray | None] = [None] * len(features)
     raw: list[np.ndarray | None] = [None] * len(features)
     total, count = 0.0, 0

@@ -65,7 +65,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def model_autocast(model: torch.nn.Module, precision: str = "auto"):
-    """The autocast `precision` means on the device the model is on."""
+def model_device(model) -> torch.device:
+    """Where a model runs: its parameters' device, or `.device` for a model without torch parameters (ONNX)."""
+    if isinstance(model, torch.nn.Module):
+        return next(model.parameters()).device
+    return model.device
+
+
+def model_autocast(model, precision: str = "auto"):
+    """The autocast `precision` means on the device the model is on; none for an ONNX graph (runs as exported)."""
+    if not isinstance(model, torch.nn.Module):
+        return contextlib.nullcontext()
     device = next(model.parameters()).device
     return autocast(device, autocast_dtype(precision, device))

@@ -195,6 +195,9 @@ def load_model(folder: Path, attn_implementation: str = "auto", merge: bool = Fa
     """
     folder = Path(folder)
     spec = ModelSpec.load(folder)
+    if spec.format == "onnx":
+        raise ModelSourceError(f"{folder} is an ONNX export: lsllm predict, eval and serve run it (onnxruntime); "
+                               "it has no PyTorch weights to load, train or export again: use its run folder")
     if spec.lora and not (folder / "adapter").is_dir():
         raise ModelSourceError(f"{folder} has no adapter/ folder, but its {SPEC_FILE} says it was trained with "
                                "LoRA; the model folder is incomplete: copy it again")

@@ -66,6 +66,8 @@ def card_metadata(spec: ModelSpec, metrics: dict | None, config: dict, name: str
         tags.append("lora")
     if spec.quantize != "none":
         tags += ["qlora", "bitsandbytes", spec.quantize.replace("bit", "-bit")]
+    if spec.format == "onnx":
+        tags.append("onnx")
     meta: dict = {}
     if hub_id:
         meta["base_model"] = hub_id
@@ -179,6 +181,8 @@ def _results(metrics: dict, spec: ModelSpec) -> list[str]:
 
 
 def _loading(spec: ModelSpec, auto_class: str | None) -> list[str]:
+    if spec.format == "onnx":
+        return _onnx_loading(spec)
     out = ["## How to load\n", "With lsllm installed (FOLDER is this folder):\n",
            "```bash\nlsllm predict FOLDER --input texts.csv --output predictions.jsonl\n```\n",
            "```python\nfrom lsllm import Predictor\n\nPredictor(\"FOLDER\").predict([\"some text\"])\n```\n"]
@@ -197,6 +201,24 @@ def _loading(spec: ModelSpec, auto_class: str | None) -> list[str]:
                        "the hub's own weights differ slightly, so only lsllm reproduces the trained outputs "
                        "exactly.\n")
     return out
+
+
+def _onnx_loading(spec: ModelSpec) -> list[str]:
+    output = "(B, C)" if spec.task == "seq" else "(B, T, C), one row of scores per token"
+    return ["## How to run\n",
+            "This folder is an ONNX export (`model.onnx`: the LoRA-merged model with its attention mask, pooling "
+            "and head inside; int8 weights if exported with `--int8`, see `export.json`). lsllm runs it with "
+            "onnxruntime on the CPU, no PyTorch weights needed (`pip install 'lsllm[onnx]'`):\n",
+            "```bash\nlsllm predict FOLDER --input texts.csv --output predictions.jsonl\nlsllm serve FOLDER\n```\n",
+            "```python\nfrom lsllm import Predictor\n\nPredictor(\"FOLDER\").predict([\"some text\"])\n```\n",
+            "With onnxruntime alone: inputs `input_ids` and `attention_mask` (int64, (B, T), from this folder's "
+            f"tokenizer, right padding, at most {spec.max_length} tokens), output `logits` {output}:\n",
+            "```python\nimport onnxruntime as ort\nfrom transformers import AutoTokenizer\n\n"
+            "tokenizer = AutoTokenizer.from_pretrained(\"FOLDER\")\n"
+            "session = ort.InferenceSession(\"FOLDER/model.onnx\", providers=[\"CPUExecutionProvider\"])\n"
+            "batch = tokenizer([\"some text\"], return_tensors=\"np\", padding=True)\n"
+            "logits = session.run([\"logits\"], {\"input_ids\": batch[\"input_ids\"], "
+            "\"attention_mask\": batch[\"attention_mask\"]})[0]\n```\n"]
 
 
 def _is_metric(key: str, value) -> bool:

@@ -2,6 +2,7 @@
 
 Merged export: a plain transformers folder; for decoders with `last` pooling or token tasks it is an
 `AutoModelFor{Sequence,Token}Classification` checkpoint with `is_causal` kept in its config.
+ONNX export (`format="onnx"`, optionally int8): one graph that onnxruntime runs (`lsllm.model.onnx_export`).
 
 An export never touches anything but its own output: an existing output is refused unless
 `overwrite=True` *and* it is an earlier lsllm export (it holds `export.json`); the output may not be the
@@ -53,14 +54,22 @@ def check_export_target(source_model_dir: Path, output: Path, overwrite: bool = 
                                  "earlier exports, never other folders: choose another --output")
 
 
-def export_model(run_model_dir: Path, output: Path, merge: bool = False, overwrite: bool = False) -> Path:
-    """Copy a model folder, or merge LoRA into a plain transformers folder (see module docstring)."""
+def export_model(run_model_dir: Path, output: Path, merge: bool = False, overwrite: bool = False,
+                 format: str = "hf", int8: bool = False) -> Path:
+    """Copy a model folder, merge LoRA into a plain transformers folder, or write an ONNX graph (see module
+    docstring)."""
     run_model_dir, output = Path(run_model_dir), Path(output)
+    if format not in ("hf", "onnx"):
+        raise LsllmError(f"--format {format!r}: use hf (PyTorch weights) or onnx")
+    if int8 and format != "onnx":
+        raise LsllmError("--int8 quantizes an ONNX export: add --format onnx")
     ModelSpec.load(run_model_dir)  # a clear error for a folder that is not an lsllm model
     check_export_target(run_model_dir, output, overwrite)
     with output_lock(output, "export folder"):
         check_export_target(run_model_dir, output, overwrite)  # again, now that we own the target
-        if merge:
+        if format == "onnx":
+            _write_onnx(run_model_dir, output, int8)
+        elif merge:
             _write_merged(run_model_dir, output)
         else:
             with atomic_folder(output, replace=overwrite) as tmp:
@@ -101,11 +110,20 @@ def _write_merged(run_model_dir: Path, output: Path) -> None:
         _mark(tmp, run_model_dir, merge=True)
 
 
-def _mark(folder: Path, source: Path, merge: bool) -> None:
+def _write_onnx(run_model_dir: Path, output: Path, int8: bool) -> None:
+    from lsllm.model.onnx_export import write_onnx
+
+    with atomic_folder(output, replace=True) as tmp:  # check_export_target allowed replacing it
+        write_onnx(run_model_dir, tmp, int8)
+        write_model_card(tmp, run_model_dir.parent)
+        _mark(tmp, run_model_dir, merge=True, format="onnx", int8=int8)
+
+
+def _mark(folder: Path, source: Path, merge: bool, format: str = "hf", int8: bool = False) -> None:
     from lsllm import __version__
 
-    write_json_atomic(folder / EXPORT_FILE, {"source": str(source.resolve()), "merged": merge,
-                                             "lsllm_version": __version__})
+    write_json_atomic(folder / EXPORT_FILE, {"source": str(source.resolve()), "merged": merge, "format": format,
+                                             "int8": int8, "lsllm_version": __version__})
 
 
 

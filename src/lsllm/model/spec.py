@@ -36,6 +36,8 @@ class ModelSpec:
     """How the frozen base was quantized in training (QLoRA); loading quantizes it the same way again."""
     merged: bool = False
     lsllm_version: str = ""
+    format: Literal["hf", "onnx"] = "hf"
+    """Weights as PyTorch (transformers/PEFT folders) or one ONNX graph (`lsllm export --format onnx`)."""
 
     @property
     def num_labels(self) -> int:

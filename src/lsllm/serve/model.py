@@ -100,7 +100,7 @@ def load_served_model(run: str | Path, device: str | None = None, precision: str
                 "method": "encoder" if spec.encoder else "ls",
                 "attention": "bidirectional" if spec.bidirectional else "causal",
                 "pooling": spec.pooling if spec.task == "seq" else None, "max_length": spec.max_length,
-                "lora": spec.lora or None, "merged": spec.merged}
+                "lora": spec.lora or None, "merged": spec.merged, "format": spec.format}
         max_length = spec.max_length
     info.update(model=name, version=__version__)
     return ServedModel(predictor=predictor, name=name, info=info, max_length=max_length)
