@@ -134,8 +134,9 @@ def test_real_smollm2_4bit_run_learns_and_reloads_to_the_validated_model(smollm2
     train = _slice_csv(shared_data / "tfns" / "sent_train.csv", tmp_path / "train.csv", 160)
     dev = _slice_csv(shared_data / "tfns" / "sent_valid.csv", tmp_path / "dev.csv", 48)
     run = tmp_path / "run"
-    assert main(["train", "--train", str(train), "--validation", str(dev), "--max-steps", "16", "--eval-every", "8",
-                 "--quantize", "4bit", "--output", str(run)]) == 0
+    # The recipe test_e2e_smollm2 pins for these rows (the LS default's lr 1e-3 overshoots on 160 tweets).
+    assert main(["train", "--train", str(train), "--validation", str(dev), "--max-steps", "24", "--eval-every", "12",
+                 "--batch-size", "8", "--lr", "5e-4", "--quantize", "4bit", "--output", str(run)]) == 0
     evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"eval"' in line]
     assert evals[-1]["loss"] < evals[0]["loss"]  # it learns through the 4-bit base
     metrics = json.loads((run / "metrics.json").read_text())
