@@ -65,11 +65,6 @@ def dequantized(backbone: torch.nn.Module) -> torch.nn.Module:
     return backbone.dequantize().to(torch.float32)
 
 
-def is_quantized(backbone: torch.nn.Module) -> bool:
-    base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
-    return bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False))
-
-
 class _DropInt8CastNotice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # bitsandbytes logs this on every 8-bit matmul with float32 inputs: expected, and nothing to act on.
