@@ -180,3 +180,15 @@ def test_real_smollm2_quantized_passes_the_attention_probe_both_ways(smollm2, qu
     columns are chosen across the whole batch) and this probe refused the model; lsllm quantizes per row."""
     for bidirectional in (True, False):
         load_backbone(smollm2, bidirectional, quantize=quantize)  # raises AttentionModeError on a leak
+
+
+def test_onnx_export_of_a_4bit_run_predicts_what_the_quantized_run_does(tiny_models, seq_files, tmp_path):
+    pytest.importorskip("onnxruntime")
+    run, out = tmp_path / "run", tmp_path / "onnx"
+    assert main(_train_args(tiny_models["llama"], *seq_files, seq_files[1], run, "--quantize", "4bit")) == 0
+    assert main(["export", str(run), "--output", str(out), "--format", "onnx"]) == 0
+    assert json.loads((out / "lsllm.json").read_text())["quantize"] == "none"
+    texts = [json.loads(line)["text"] for line in (run / "validation_predictions.jsonl").read_text().splitlines()]
+    quantized = Predictor(run, precision="fp32").predict_rows(texts)
+    exported = Predictor(out).predict_rows(texts)
+    assert all(abs(a["probs"][k] - b["probs"][k]) < 1e-3 for a, b in zip(quantized, exported) for k in a["probs"])
