@@ -10,13 +10,16 @@ Per model it runs
      training uses: the future is hidden / seen as claimed, and padding never leaks;
   2. bf16 LoRA training (all-linear, rank 12) of LS and LS-un for a sequence and a token task through lsllm's
      one training step (`training/step.py`): tokens/s, MFU against the measured bf16 matmul peak, peak memory;
-  3. prediction (bf16, LoRA merged, no KV cache): tokens/s and MFU.
+  3. prediction (bf16, LoRA merged, no KV cache): tokens/s and MFU;
+  4. QLoRA (`--quantize 4bit`'s layers: NF4 + double quantization, bf16 compute) training of LS on the sequence
+     task: tokens/s, peak memory against the bf16 cell (skipped when bitsandbytes is not installed).
 FLOPs per real token: training 4 x non-embedding weights (forward, plus the backward pass through
 activations only: the base is frozen) plus attention; prediction 2 x weights plus attention.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import time
@@ -68,7 +71,15 @@ def peak_bf16_flops(device, size: int, repeats: int) -> float:
 
 
 def non_embedding_params(backbone) -> int:
-    return sum(p.numel() for n, p in backbone.named_parameters() if "embed" not in n)
+    # A 4-bit layer packs two weights per byte: count what it computes with (its shape), not its storage.
+    return sum(m.in_features * m.out_features if type(p).__name__ == "Params4bit" else p.numel()
+               for n, p, m in _named_weights(backbone) if "embed" not in n)
+
+
+def _named_weights(backbone):
+    for module_name, module in backbone.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            yield f"{module_name}.{name}", p, module
 
 
 def attention_flops(config, length: int, backward: bool) -> float:
@@ -76,10 +87,29 @@ def attention_flops(config, length: int, backward: bool) -> float:
     return 4 * config.num_hidden_layers * config.hidden_size * length * (3 if backward else 1)
 
 
-def build(shape, attn: str, device, task: str, bidirectional: bool):
+def quantize_4bit(backbone: torch.nn.Module, device) -> None:
+    """Every linear layer as `--quantize 4bit` loads it (bitsandbytes NF4, double quantization, bf16 compute),
+    quantized in place from the random weights (no hub: nothing to load quantized from)."""
+    import bitsandbytes as bnb
+
+    for module in list(backbone.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                          compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True)
+                layer.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4",
+                                                 compress_statistics=True)
+                setattr(module, name, layer.to(device))  # quantizes on the way to the device
+                del child
+
+
+def build(shape, attn: str, device, task: str, bidirectional: bool, quantize: bool = False):
     config = llama_config(shape, attn)
     torch.manual_seed(0)
-    backbone = AutoModel.from_config(config, dtype=torch.bfloat16, attn_implementation=attn).to(device)
+    backbone = AutoModel.from_config(config, dtype=torch.bfloat16, attn_implementation=attn)
+    if quantize:
+        quantize_4bit(backbone, device)
+    backbone = backbone.to(device)
     backbone.config.use_cache = False
     set_attention_mode(backbone, bidirectional)
     spec = ModelSpec(task=task, labels=["a", "b", "c"] if task == "seq" else ["O", "B-X", "I-X"], base_model="random",
@@ -124,8 +154,8 @@ def batches(config, task: str, batch: int, length: int, device, count: int):
     return out
 
 
-def train_run(shape, attn, device, task, bidirectional, batch, length, steps, peak) -> dict:
-    model, backbone, config = build(shape, attn, device, task, bidirectional)
+def train_run(shape, attn, device, task, bidirectional, batch, length, steps, peak, quantize=False) -> dict:
+    model, backbone, config = build(shape, attn, device, task, bidirectional, quantize)
     optimizer, scheduler, params = make_optimizer(model, 1e-4, 0.0, 0.0, steps + 2)
     step = TrainStep(model, optimizer, scheduler, params, torch.bfloat16, 1.0, device)
     data = batches(config, task, batch, length, device, steps + 2)
@@ -205,6 +235,10 @@ def main(argv=None) -> dict:
                 print(f"{name:<14} {key:<20} {entry[key]}", flush=True)
         entry["predict"] = predict_run(shape, attn, device, batch * 4, length, args.steps, peak)
         print(f"{name:<14} {'predict':<20} {entry['predict']}", flush=True)
+        if importlib.util.find_spec("bitsandbytes") is not None:
+            entry["train seq LS qlora-4bit"] = train_run(shape, attn, device, "seq", False, batch, length, args.steps,
+                                                         peak, quantize=True)
+            print(f"{name:<14} {'train seq LS 4bit':<20} {entry['train seq LS qlora-4bit']}", flush=True)
         report["models"][name] = entry
         if device.type == "cuda":
             torch.cuda.empty_cache()
