@@ -100,7 +100,6 @@ def quantize_4bit(backbone: torch.nn.Module, device) -> None:
                 layer.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4",
                                                  compress_statistics=True)
                 setattr(module, name, layer.to(device))  # quantizes on the way to the device
-                del child
 
 
 def build(shape, attn: str, device, task: str, bidirectional: bool, quantize: bool = False):

@@ -244,10 +244,6 @@ def export(
     from lsllm.model.export import export_model, push_to_hub as upload
     from lsllm.inference.loading import model_folder
 
-    if format not in ("hf", "onnx"):
-        _fail(f"--format {format!r}: use hf or onnx")
-    if int8 and format != "onnx":
-        _fail("--int8 quantizes an ONNX export: add --format onnx")
     with _quiet(verbose), _user_errors():
         out = export_model(model_folder(run), output, merge=merge, overwrite=overwrite, format=format, int8=int8)
     typer.echo(f"exported to {out}")

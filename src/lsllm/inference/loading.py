@@ -19,18 +19,19 @@ def load_for_inference(model_dir: str | Path, precision: str = "auto", device: s
     In float32 LoRA is merged into the base weights: the same function to float rounding (probabilities
     within ~1e-5), with half the matmuls per layer, 1.45x faster prediction on SmolLM2 (RESULTS.md).
     A QLoRA model stays quantized with LoRA unmerged: its small memory is the reason it was trained so."""
-    from lsllm.inference.onnx_runtime import is_onnx_export, load_onnx
+    from lsllm.inference.onnx_runtime import load_onnx
     from lsllm.model.build import load_model
     from lsllm.model.quantize import check_quantize
     from lsllm.model.spec import ModelSpec
 
-    if is_onnx_export(model_dir):  # onnxruntime on the CPU; precision does not apply (it runs as exported)
+    spec = ModelSpec.load(Path(model_dir))
+    if spec.format == "onnx":  # onnxruntime on the CPU; precision does not apply (it runs as exported)
         return load_onnx(model_dir, device)
     target = inference_device(device)
     dtype = autocast_dtype(precision, target)
-    quantize = ModelSpec.load(Path(model_dir)).quantize
-    check_quantize(quantize, target)
-    model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype, merge=dtype is None and quantize == "none")
+    check_quantize(spec.quantize, target)  # the device too: load_model checks only the package
+    model, tokenizer = load_model(Path(model_dir), frozen_dtype=dtype,
+                                  merge=dtype is None and spec.quantize == "none")
     return model.to(target), tokenizer
 
 

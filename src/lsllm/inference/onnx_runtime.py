@@ -60,10 +60,6 @@ class OnnxModel:
         return self
 
 
-def is_onnx_export(folder: str | Path) -> bool:
-    return ModelSpec.load(Path(folder)).format == "onnx"
-
-
 def load_onnx(folder: str | Path, device: str | None = None) -> tuple[OnnxModel, object]:
     """The ONNX model of an export folder and its tokenizer."""
     from lsllm.model.build import load_tokenizer
@@ -86,4 +82,4 @@ def _onnxruntime():
     return onnxruntime
 
 
-__all__ = ["OnnxModel", "is_onnx_export", "load_onnx"]
+__all__ = ["OnnxModel", "load_onnx"]

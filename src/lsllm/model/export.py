@@ -60,7 +60,7 @@ def export_model(run_model_dir: Path, output: Path, merge: bool = False, overwri
     docstring)."""
     run_model_dir, output = Path(run_model_dir), Path(output)
     if format not in ("hf", "onnx"):
-        raise LsllmError(f"--format {format!r}: use hf (PyTorch weights) or onnx")
+        raise LsllmError(f"--format {format!r}: use hf or onnx (PyTorch weights, or one graph for onnxruntime)")
     if int8 and format != "onnx":
         raise LsllmError("--int8 quantizes an ONNX export: add --format onnx")
     ModelSpec.load(run_model_dir)  # a clear error for a folder that is not an lsllm model
