@@ -10,8 +10,10 @@ validation sentences of SST-2 / CoNLL-2003 (../shared/data; one text per request
   - texts/s at concurrency 32 as a share of offline prediction (`Predictor.predict_rows` over the same texts
     in one call, as `lsllm predict --input` does, model load excluded), measured in the same run;
   - the gain of dynamic batching: the same load against a server started with --max-batch-size 1;
+  - offline prediction one text per forward pass: the most any batching can gain on this machine;
   - a mixed run where every 10th request is malformed JSON, empty, of the wrong type or oversize: every
-    good answer must equal offline prediction's label, every bad one its 4xx, and no 5xx.
+    good answer must equal offline prediction's label, every bad one its 4xx, and no 5xx;
+  - with --soak N, N more requests at concurrency 32 and the server's RSS after every tenth of them.
 Clients are asyncio streams in this process (cheap on the 2 cores the server also uses).
 """
 from __future__ import annotations
@@ -94,11 +96,11 @@ def texts_for(task: str, n: int, seed: int = 0) -> list[str]:
     return [rng.choice(texts) for _ in range(n)]
 
 
-def offline(run: Path, texts: list[str]) -> tuple[float, list]:
+def offline(run: Path, texts: list[str], batch_size: int = 32) -> tuple[float, list]:
     """Texts/s of offline prediction over `texts` (model load excluded), and its labels/tags."""
     from lsllm.predict import Predictor
 
-    predictor = Predictor(run)
+    predictor = Predictor(run, batch_size=batch_size)
     predictor.predict_rows(texts[:32])  # warm-up
     started = time.perf_counter()
     rows = predictor.predict_rows(texts)
@@ -154,6 +156,20 @@ def mixed_run(server: ServerProcess, task: str, unique: list[str], expected: dic
     return result
 
 
+def soak(server: ServerProcess, task: str, args) -> dict:
+    """`args.soak` more requests at concurrency 32, in ten rounds, the server's RSS after each: memory must not
+    grow with requests once every batch shape has been seen."""
+    texts = texts_for(task, args.soak, seed=2)
+    rounds, step = [], max(1, args.soak // 10)
+    for start in range(0, len(texts), step):
+        stats = load(server.port, [request(task, t) for t in texts[start:start + step]], 32, args.time_limit)
+        rounds.append({"requests": start + stats["requests"], "errors": stats["errors"],
+                       "requests_per_s": stats["requests_per_s"], "rss_mib": server.rss_mib()})
+        print(f"  {task} soak: {rounds[-1]}", flush=True)
+    return {"rounds": rounds, "errors": sum(r["errors"] for r in rounds),
+            "rss_growth_mib": rounds[-1]["rss_mib"] - rounds[0]["rss_mib"]}
+
+
 def workload(run: Path, task: str, args) -> dict:
     unique = texts_for(task, 400, seed=1)
     texts = texts_for(task, args.requests, seed=0)
@@ -161,11 +177,15 @@ def workload(run: Path, task: str, args) -> dict:
     rate, labels = offline(run, unique)
     expected = dict(zip(unique, labels))
     out["offline_texts_per_s"] = rate
+    # One text per forward pass, offline: no server can gain more from batching than offline / this.
+    out["offline_batch1_texts_per_s"] = offline(run, unique[:120], batch_size=1)[0]
     with ServerProcess(run, timeout=600) as server:
         out["rss_start_mib"] = server.rss_mib()
         out["levels"] = [level(server, task, texts, c, args) for c in CONCURRENCY]
         out["mixed"] = mixed_run(server, task, unique, expected, args)
         out["rss_end_mib"] = server.rss_mib()
+        if args.soak:
+            out["soak"] = soak(server, task, args)
     out["server_exit"] = server.proc.returncode
     with ServerProcess(run, "--max-batch-size", "1", timeout=600) as single:
         n = min(len(texts), max(200, args.requests // 4))
@@ -175,8 +195,10 @@ def workload(run: Path, task: str, args) -> dict:
     c32 = next(lv for lv in out["levels"] if lv["concurrency"] == 32)
     out["share_of_offline_c32"] = c32["requests_per_s"] / rate
     out["batching_gain_c32"] = c32["requests_per_s"] / stats["requests_per_s"]
+    out["batching_ceiling"] = rate / out["offline_batch1_texts_per_s"]
     print(f"  {task}: c32 = {out['share_of_offline_c32']:.0%} of offline ({rate:.1f} texts/s); dynamic batching "
-          f"{out['batching_gain_c32']:.2f}x batch size 1", flush=True)
+          f"{out['batching_gain_c32']:.2f}x batch size 1 (offline batch 32 / batch 1: {out['batching_ceiling']:.2f}x)",
+          flush=True)
     return out
 
 
@@ -189,11 +211,12 @@ def table(results: list[dict]) -> str:
                          f"| {level['p50_ms']:.0f} | {level['p95_ms']:.0f} | {level['p99_ms']:.0f} | {level['errors']} "
                          f"| {level['rss_after_mib']:.0f} |")
     lines += ["", "| run | offline texts/s | c32 share of offline | batch-1 server req/s (c32) | batching gain | "
-                  "RSS start -> end MiB | mixed: good right / bad 4xx / 5xx |", "|---|---:|---:|---:|---:|---|---|"]
+                  "offline batch 32 / batch 1 | "
+                  "RSS start -> end MiB | mixed: good right / bad 4xx / 5xx |", "|---|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
         m = r["mixed"]
         lines.append(f"| {r['task']} | {r['offline_texts_per_s']:.1f} | {r['share_of_offline_c32']:.0%} | "
-                     f"{r['batch1_c32']['requests_per_s']:.1f} | {r['batching_gain_c32']:.2f}x | "
+                     f"{r['batch1_c32']['requests_per_s']:.1f} | {r['batching_gain_c32']:.2f}x | {r['batching_ceiling']:.2f}x | "
                      f"{r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f} | {m['good_ok']}/{m['good']} / "
                      f"{m['bad_4xx']}/{m['bad']} / {m['5xx']} |")
     return "\n".join(lines)
@@ -205,6 +228,8 @@ def main() -> None:
     p.add_argument("--token-run", type=Path)
     p.add_argument("--requests", type=int, default=2000, help="requests at concurrency 32 (others get fewer)")
     p.add_argument("--time-limit", type=float, default=900, help="seconds per load level before it is cut off")
+    p.add_argument("--soak", type=int, default=0,
+                   help="then this many more requests at concurrency 32, RSS after every tenth (memory growth)")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     print(f"# serve load test {datetime.datetime.now().isoformat(timespec='seconds')}, {os.cpu_count()} cores")
@@ -212,6 +237,11 @@ def main() -> None:
     if args.token_run:
         results.append(workload(args.token_run, "token", args))
     print(table(results))
+    for r in results:
+        if "soak" in r:
+            rss = " -> ".join(f"{x['rss_mib']:.0f}" for x in r["soak"]["rounds"])
+            print(f"soak {r['task']}: {r['soak']['rounds'][-1]['requests']} requests, {r['soak']['errors']} errors, "
+                  f"RSS MiB after each tenth: {rss}")
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 

@@ -67,7 +67,7 @@ def test_serve_load_test_runs_every_level_without_errors(tiny_runs, shared_data,
     """benchmarks/serve_load.py end to end on the tiny runs (the numbers in RESULTS.md come from SmolLM2)."""
     out = tmp_path / "serve_load.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), str(tiny_runs["seq"]), "--token-run",
-           str(tiny_runs["token"]), "--requests", "64", "--out", str(out)]
+           str(tiny_runs["token"]), "--requests", "64", "--soak", "20", "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| run | clients |" in result.stdout
@@ -77,3 +77,18 @@ def test_serve_load_test_runs_every_level_without_errors(tiny_runs, shared_data,
         mixed = run["mixed"]
         assert mixed["good_ok"] == mixed["good"] and mixed["bad_4xx"] == mixed["bad"] and mixed["5xx"] == 0, mixed
         assert run["server_exit"] == 0
+        assert [r["requests"] for r in run["soak"]["rounds"]] == list(range(2, 21, 2)) and run["soak"]["errors"] == 0
+        assert run["batching_ceiling"] > 0
+
+
+def test_fused_lora_benchmark_checks_its_fusion_is_exact_before_timing(smollm2, shared_data):
+    """benchmarks/fused_lora.py (issue 13's fused-LoRA-A lever, measured and not kept): every q/k/v and gate/up
+    group of SmolLM2's 30 blocks is fused, and the fused step's loss and gradients equal PEFT's."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "fused_lora.py"), "--rows", "2", "--batches", "1", "--rounds", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    fused = next(line for line in result.stdout.splitlines() if "groups fused" in line)
+    assert fused.startswith("60 groups fused"), fused
+    loss, grads = (float(part.split()[-1]) for part in fused.split(";")[1].split(","))
+    assert loss < 1e-5 and grads < 1e-5, fused
+    assert "fused LoRA A" in result.stdout and "stacked" in result.stdout
