@@ -123,9 +123,10 @@ class TrainConfig:
     """Write a training line to log.jsonl every N optimizer steps."""
     eval_batch_size: int = 32
     """Examples per forward pass when validating and testing."""
-    compile: bool = False
-    """Compile each transformer block (torch.compile): 1.3-1.4x faster steps once compiled, after a one-off
-    compile of up to ~1.5 min on 2 CPU cores; pays on long runs (benchmarks/RESULTS.md, section 2)."""
+    compile: bool | None = None
+    """Compile each transformer block (torch.compile): faster steps once compiled, after a one-off compile of
+    a minute or two on a CPU. Unset: compiled once the first steps show the rest of the run will repay it
+    (benchmarks/RESULTS.md, section 2g); --compile: from the start; --no-compile: never."""
     report_to: str = "none"
     """Also send log.jsonl's records, the config and the final metrics to tensorboard (event files in the run's
     tensorboard/), mlflow (MLFLOW_TRACKING_URI, else the file store mlruns/ beside the run) or wandb; none."""

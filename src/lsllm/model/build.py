@@ -171,6 +171,12 @@ def compile_blocks(model: torch.nn.Module) -> int:
     return len(blocks)
 
 
+def uncompile(model: torch.nn.Module) -> None:
+    """Undo `compile_blocks`: every module runs eagerly again (same parameters)."""
+    for module in model.modules():
+        module._compiled_call_impl = None
+
+
 def save_model(model: LSModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
     """Write the model folder atomically (a temp folder renamed into place)."""
     folder = Path(folder)

@@ -34,6 +34,7 @@ from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.quantize import check_quantize
 from lsllm.model.sources import resolve_source
+from lsllm.training.autocompile import AutoCompile, fall_back_to_eager
 from lsllm.training.checkpoint import CHECKPOINT, save_checkpoint
 from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
 from lsllm.training.ranks import check_data_parallel, on_rank_zero, resume_from_rank_zero
@@ -209,6 +210,7 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
     step = TrainStep(model, optimizer, scheduler, params, autocast_dtype(t.precision, device), t.max_grad_norm,
                      device, accelerator, ddp_model)
 
+    compiling = AutoCompile(t.compile, method)
     bar = tqdm(total=total_steps, initial=state["step"], disable=not (writer and progress), desc="train",
                unit="step", dynamic_ncols=True)
     window_loss, window_tokens, window_time = 0.0, 0, 0.0
@@ -223,7 +225,8 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
         while not stop and state["step"] < total_steps:
             start = time.perf_counter()
             group = epoch_batches[state["batch_in_epoch"]:state["batch_in_epoch"] + t.grad_accum]
-            loss, tokens = step([method.batch(ids) for ids in group])
+            loss, tokens = _step(step, [method.batch(ids) for ids in group], compiling, work, state, writer,
+                                 reporter)
             state["step"] += 1
             state["batch_in_epoch"] += len(group)
             state["examples"] = state.get("examples", 0) + sum(map(len, group)) * world  # older checkpoints lack it
@@ -233,6 +236,8 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
             window_loss += loss
             window_tokens += tokens
             bar.update(1)
+            if (decision := compiling.observe(elapsed, total_steps - state["step"])) is not None:
+                _compile_if_worth_it(method, compiling, decision, accelerator, work, state, reporter, bar)
             if state["step"] % t.log_every == 0 or state["step"] == total_steps:
                 steps = state["step"] % t.log_every or t.log_every
                 record = {"type": "train", "step": state["step"], "epoch": state["epoch"],
@@ -261,6 +266,41 @@ def fit(method, config: RunConfig, work: Path, accelerator, state: dict, resume:
                 break
     bar.close()
     return state
+
+
+def _step(step: TrainStep, batches: list, compiling: AutoCompile, work: Path, state: dict, writer: bool,
+          reporter) -> tuple[float, int]:
+    """One optimizer step; if the compile this loop chose fails in it, the blocks go back to eager and the step
+    runs again (the failed attempt raised before the optimizer moved)."""
+    try:
+        result = step(batches)
+        compiling.first_step = False
+        return result
+    except Exception as err:  # noqa: BLE001 - only a compile this loop chose may fail quietly
+        if not compiling.may_fall_back(err):
+            raise
+        fall_back_to_eager(step.model, err)
+        state["log_lines"] += _log(work, {"type": "compile", "step": state["step"], "compiled": False,
+                                          "failed": f"{type(err).__name__}: {str(err)[:300]}"}, writer, reporter)
+        step.optimizer.zero_grad(set_to_none=True)
+        return step(batches)
+
+
+def _compile_if_worth_it(method, compiling: AutoCompile, decision: bool, accelerator, work: Path, state: dict,
+                         reporter, bar) -> None:
+    """`train.compile` unset: compile now if the eager steps timed so far say the rest of the run repays it
+    (rank 0's timing decides for every rank). log.jsonl records the decision and the step time it rests on."""
+    decision = [decision]
+    broadcast_object_list(decision)
+    if decision[0]:
+        method.compile()
+        compiling.chosen = compiling.first_step = True
+    seconds = compiling.step_seconds()
+    record = {"type": "compile", "step": state["step"], "compiled": decision[0], "eager_step_seconds": round(seconds, 3)}
+    state["log_lines"] += _log(work, record, accelerator.is_main_process, reporter)
+    if decision[0]:
+        bar.write(f"step {state['step']}: compiling the transformer blocks (eager steps take {seconds:.2f} s; the "
+                  "rest of the run repays the compile)")
 
 
 def epoch_plan(lengths: list[int], config: RunConfig, epoch: int) -> list[list[int]]:

@@ -36,6 +36,10 @@ class LSMethod:
             splits.validation, m.task, self.tokenizer, splits.labels, d.max_length, d.label_all_subtokens)
         self.lengths = [len(f.input_ids) for f in self.features]
 
+    def compile(self) -> None:
+        """Compile the transformer blocks in place (the loop's automatic decision; --compile does it here)."""
+        compile_blocks(self.model)
+
     def batch(self, ids: list[int]) -> dict[str, torch.Tensor]:
         return collate([self.features[i] for i in ids], self.tokenizer.pad_token_id)
 
