@@ -167,6 +167,34 @@ def test_bad_requests_get_their_status_and_never_hurt_the_server(seq_server, raw
     assert call(base, "POST", "/predict", {"inputs": "good film"})[0] == 200
 
 
+def test_oversize_inputs_are_refused_while_the_model_encodes_other_texts(tiny_runs):
+    """The input limit holds under load: request handlers count tokens while the batcher thread encodes other
+    texts with truncation. They once shared one fast tokenizer, whose truncation setting lives in its Rust object,
+    so a count sometimes came back truncated and an oversize text was served (serve_load's mixed run, 1 of 40).
+    Here one thread encodes truncated batches the way predictions do while this one counts a 300-word text."""
+    from lsllm.data.encode import encode
+
+    model = load_served_model(tiny_runs["seq"])
+    long = [SeqExample(text="good " * 300)]
+    expected = model.count_tokens(long)[0]
+    assert expected > model.max_length
+    stop = threading.Event()
+
+    def predict_in_background():
+        examples = [SeqExample(text=f"a fine film number {i} " * 20) for i in range(16)]
+        while not stop.is_set():
+            encode(examples, "seq", model.predictor.tokenizer, None, 8, False)
+
+    worker = threading.Thread(target=predict_in_background)
+    worker.start()
+    try:
+        counts = [model.count_tokens(long)[0] for _ in range(400)]
+    finally:
+        stop.set()
+        worker.join()
+    assert set(counts) == {expected}
+
+
 def test_truncate_and_unknown_routes(seq_server):
     base, _ = seq_server
     assert call(base, "POST", "/predict", {"inputs": "good " * 300, "truncate": True})[0] == 200

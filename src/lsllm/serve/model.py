@@ -3,8 +3,9 @@ instruct runs, merged exports), with what the routes need from it: its task and 
 the batch budget and the input limit, and batch evaluation (the same code offline prediction runs)."""
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsllm import __version__
@@ -25,6 +26,13 @@ class ServedModel:
     max_length: int
     """The most tokens the model reads of a sequence input (longer ones are truncated); token tasks read
     any length in overlapping windows of this size."""
+    counting_tokenizer: object = field(init=False, repr=False)
+    """The request handlers' own copy of the tokenizer. A fast tokenizer keeps its truncation setting in its
+    Rust object, and every call sets it: counting on the event loop with the batcher thread's tokenizer, which
+    encodes with truncation, sometimes counted an 800 KB text as max_length tokens and let it through."""
+
+    def __post_init__(self):
+        self.counting_tokenizer = copy.deepcopy(self.predictor.tokenizer)
 
     @property
     def task(self) -> str:
@@ -64,7 +72,7 @@ class ServedModel:
 
     def count_tokens(self, examples: list) -> list[int]:
         """Tokens of each example as the model encodes it, before truncation (batch budget, input limit)."""
-        tok = self.predictor.tokenizer
+        tok = self.counting_tokenizer
         if not examples:
             return []
         if isinstance(examples[0], TokenExample):
