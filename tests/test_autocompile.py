@@ -47,6 +47,7 @@ def test_the_decision_weighs_the_eager_time_left_against_the_compile():
     assert not worth_compiling(step_seconds=1.1, steps_left=1_100)  # one whole-CoNLL epoch: 2 min saved, 3 spent
     assert worth_compiling(step_seconds=1.1, steps_left=3_300)  # three epochs of it
     assert worth_compiling(0.1, 100_000) and not worth_compiling(0.1, 10_000)
+    assert not worth_compiling(step_seconds=20.0, steps_left=377)  # slow steps (a busy machine), few of them
 
 
 def test_the_first_step_is_a_warm_up_and_the_decision_comes_once():
@@ -74,6 +75,7 @@ def test_unset_compile_compiles_when_the_run_repays_it_and_trains_the_same(tiny_
     eager = train(config(tiny_models, data, tmp_path / "eager", compile=False), progress=False)
     assert not any(r["type"] == "compile" for r in log_of(eager.run_dir))  # --no-compile: no decision to make
     monkeypatch.setattr(autocompile, "COST_SECONDS", 0.0)  # any run repays a free compile
+    monkeypatch.setattr(autocompile, "MIN_STEPS_LEFT", 0)
     auto = train(config(tiny_models, data, tmp_path / "auto"), progress=False, keep_model=True)
     record = next(r for r in log_of(auto.run_dir) if r["type"] == "compile")
     assert record["step"] == PROBE_STEPS + 1 and record["compiled"] is True
@@ -86,6 +88,7 @@ def test_a_failing_automatic_compile_falls_back_to_eager(tiny_models, data, tmp_
     """No C compiler, an operation inductor can't lower: the run warns and goes on eagerly, losing only the try."""
     eager = train(config(tiny_models, data, tmp_path / "eager", compile=False), progress=False)
     monkeypatch.setattr(autocompile, "COST_SECONDS", 0.0)
+    monkeypatch.setattr(autocompile, "MIN_STEPS_LEFT", 0)
 
     def broken_compile(self):
         def fail(*args, **kwargs):

@@ -125,7 +125,7 @@ class TrainConfig:
     """Examples per forward pass when validating and testing."""
     compile: bool | None = None
     """Compile each transformer block (torch.compile): faster steps once compiled, after a one-off compile of
-    a minute or two on a CPU. Unset: compiled once the first steps show the rest of the run will repay it
+    a minute or two on a CPU. Unset: compiled once the first steps show the rest of the run (1,000+ steps) will repay it
     (benchmarks/RESULTS.md, section 2g); --compile: from the start; --no-compile: never."""
     report_to: str = "none"
     """Also send log.jsonl's records, the config and the final metrics to tensorboard (event files in the run's

@@ -21,9 +21,15 @@ COST_SECONDS = 190.0
 of eager training are left."""
 
 
+MIN_STEPS_LEFT = 1000
+"""Never fewer steps left than this: the compile's cost is ~170 eager SmolLM2 steps here, so at SAVING it needs
+over 1,700 to pay back (820 at the best measured saving). Step times measured on a busy machine are inflated while
+COST_SECONDS is not: a 377-step run beside a CI run timed 20 s steps and compiled, for 14 minutes."""
+
+
 def worth_compiling(step_seconds: float, steps_left: int) -> bool:
     """Whether compiling now saves more training time than it costs."""
-    return steps_left * step_seconds * SAVING > COST_SECONDS
+    return steps_left >= MIN_STEPS_LEFT and steps_left * step_seconds * SAVING > COST_SECONDS
 
 
 class AutoCompile:
