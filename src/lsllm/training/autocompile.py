@@ -52,7 +52,7 @@ class AutoCompile:
         if len(self._times) <= PROBE_STEPS:  # the first is a warm-up and not counted
             return None
         self.pending = False
-        return worth_compiling(sum(self._times[1:]) / PROBE_STEPS, steps_left)
+        return worth_compiling(self.step_seconds(), steps_left)
 
     def may_fall_back(self, err: BaseException) -> bool:
         """Whether a step's error is this loop's own compile failing: any error of the first compiled step (the
@@ -64,6 +64,7 @@ class AutoCompile:
         return fall_back
 
     def step_seconds(self) -> float:
+        """Mean of the timed eager steps, the warm-up left out."""
         return sum(self._times[1:]) / max(1, len(self._times) - 1)
 
 
@@ -71,7 +72,8 @@ def fall_back_to_eager(model, err: BaseException) -> None:
     """A compile that failed (no C compiler, an unsupported operation) costs the run nothing but time: the
     blocks run eagerly again."""
     from lsllm.model.build import uncompile
+    from lsllm.model.sources import first_line
 
     uncompile(model)
-    warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); "
-                  "training goes on without it (pass --no-compile to skip the attempt)", RuntimeWarning, stacklevel=2)
+    warnings.warn(f"torch.compile failed ({type(err).__name__}: {first_line(err)}); training goes on without it "
+                  "(pass --no-compile to skip the attempt)", RuntimeWarning, stacklevel=2)

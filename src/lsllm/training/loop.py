@@ -33,7 +33,7 @@ from lsllm.inference.precision import autocast_dtype
 from lsllm.memory import limit_malloc_arenas, release_freed_memory
 from lsllm.metrics import MAIN_METRIC
 from lsllm.model.quantize import check_quantize
-from lsllm.model.sources import resolve_source
+from lsllm.model.sources import first_line, resolve_source
 from lsllm.training.autocompile import AutoCompile, fall_back_to_eager
 from lsllm.training.checkpoint import CHECKPOINT, save_checkpoint
 from lsllm.training.outputs import LOG, append_log, eval_record, write_final_reports
@@ -281,7 +281,7 @@ def _step(step: TrainStep, batches: list, compiling: AutoCompile, work: Path, st
             raise
         fall_back_to_eager(step.model, err)
         state["log_lines"] += _log(work, {"type": "compile", "step": state["step"], "compiled": False,
-                                          "failed": f"{type(err).__name__}: {str(err)[:300]}"}, writer, reporter)
+                                          "failed": f"{type(err).__name__}: {first_line(err)}"}, writer, reporter)
         step.optimizer.zero_grad(set_to_none=True)
         return step(batches)
 
