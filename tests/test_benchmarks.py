@@ -89,3 +89,24 @@ def test_fused_lora_benchmark_checks_its_fusion_is_exact_before_timing(smollm2, 
     loss, grads = (float(part.split()[-1]) for part in fused.split(";")[1].split(","))
     assert loss < 1e-5 and grads < 1e-5, fused
     assert "fused LoRA A" in result.stdout and "stacked" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["tfns", "wnut17"])
+def test_tune_study_compares_the_retrained_best_with_the_config_as_written_on_test(tiny_models, shared_data, tmp_path,
+                                                                                  name):
+    import csv
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import tune_study
+
+    result = tune_study.main([name, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out"), "--trials", "2",
+                              "--train-size", "40", "--validation-size", "20", "--max-steps", "2",
+                              "--model", str(tiny_models["llama"]), "--data", str(shared_data)])
+    assert [t["as_written"] for t in result["trials"]] == [True, False]
+    for run in ("retrained", tune_study.AS_WRITTEN):  # both scored once on the whole test split
+        metrics = json.loads((tmp_path / "w" / "study" / run / "metrics.json").read_text())
+        assert metrics["test"]["n"] == {"tfns": 2388, "wnut17": 1287}[name]
+    if name == "tfns":  # validation drawn from the training file, disjoint from the training sample
+        rows = [{tuple(r) for r in csv.reader(open(tmp_path / "w" / f"{s}.csv"))} for s in ("train", "validation")]
+        assert len(rows[0]) == 41 and len(rows[1]) == 21 and len(rows[0] & rows[1]) == 1  # the header
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["best_trial"] == result["best_trial"]

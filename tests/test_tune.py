@@ -136,8 +136,38 @@ def test_retrain_trains_the_best_settings_on_train_and_validation_and_scores_tes
     assert retrained.train.max_steps == round(trial_metrics["best_step"] * (n_train + n_dev) / n_train)
     metrics = json.loads((out / "retrained" / "metrics.json").read_text())
     assert "test" in metrics and "validation" not in metrics
+    assert all("test" not in json.loads((t / "metrics.json").read_text()) for t in (out / "trials").iterdir())
     assert json.loads((out / "retrained" / "model" / "lsllm.json").read_text())["labels"] == \
         json.loads((trial / "model" / "lsllm.json").read_text())["labels"]
     before = (out / "retrained" / "metrics.json").stat().st_mtime_ns
     assert main(["tune", str(config), "--trials", "2", "--output", str(out), "--retrain"]) == 0  # nothing to redo
     assert (out / "retrained" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_the_first_trial_trains_the_config_as_written_and_the_gain_over_it_is_reported(tiny_models, seq_data,
+                                                                                        tmp_path, capsys):
+    import optuna
+
+    config = write_config(tmp_path / "tune.yaml", tiny_models["llama"], seq_data)  # the default space
+    out = tmp_path / "study"
+    assert main(["tune", str(config), "--trials", "2", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    study = optuna.load_study(study_name="lsllm", storage=f"sqlite:///{out / 'tune.db'}")
+    first = study.trials[0]
+    # lsllm's defaults for a causal decoder's sequence task, resolved from the unset fields
+    assert first.params == {"train.lr": 1e-3, "model.lora_rank": 12, "model.bidirectional": False,
+                            "model.pooling": "last"} and first.user_attrs["as_written"]
+    plain = RunConfig.from_yaml(config)
+    plain.output = str(tmp_path / "plain")
+    assert train(plain, progress=False).metrics["validation"]["accuracy"] == first.value  # = `lsllm train CONFIG`
+    gain = f"best trial {study.best_trial.number}: {study.best_value:.4f} ({study.best_value - first.value:+.4f})"
+    assert gain in printed and gain in (out / "trials.md").read_text()
+
+
+def test_a_config_outside_its_own_space_is_not_run_as_the_first_trial(tiny_models, seq_data, tmp_path):
+    import optuna
+
+    config = write_config(tmp_path / "tune.yaml", tiny_models["llama"], seq_data, {"lr": "loguniform(2e-3, 1e-2)"})
+    assert main(["tune", str(config), "--trials", "1", "--output", str(tmp_path / "study")]) == 0
+    trial = optuna.load_study(study_name="lsllm", storage=f"sqlite:///{tmp_path / 'study' / 'tune.db'}").trials[0]
+    assert 2e-3 <= trial.params["train.lr"] <= 1e-2 and "as_written" not in trial.user_attrs

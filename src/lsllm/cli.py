@@ -264,6 +264,7 @@ def tune(
     verbose: bool = VERBOSE,
 ):
     """Search settings with Optuna: every trial is a run folder; run again after a kill to continue."""
+    from lsllm.tune import gain_line
     from lsllm.tune import tune as run_tune
 
     with _quiet(verbose), _user_errors():
@@ -274,6 +275,9 @@ def tune(
         best = study.best_trial
         typer.echo(f"best: trial {best.number}, validation {best.value:.4f}, {best.params}; config in "
                    f"{output / 'best.yaml'}")
+        gain = gain_line(study)
+        if gain:
+            typer.echo(gain)
     if retrain and (output / "retrained" / "metrics.json").is_file():
         test = json.loads((output / "retrained" / "metrics.json").read_text(encoding="utf-8")).get("test")
         typer.echo(f"retrained on train + validation: {output / 'retrained'}"

@@ -13,7 +13,9 @@ CONFIG is an `lsllm train` YAML (data, model, train) plus an optional `tune:` se
 Names are config fields (`lr`, or `train.lr` where a name is ambiguous). Without a `tune:` section the task's
 default space (DEFAULT_SPACE) is searched. Each trial trains `OUTPUT/trials/trial-NNN` with the sampled values
 over CONFIG, reports the main validation metric after every evaluation, and is stopped early (pruned, its run
-folder still complete) when Optuna's median pruner finds it behind the trials before it. The study lives in
+folder still complete) when Optuna's median pruner finds it behind the trials before it. The first trial trains
+the config as written (lsllm's defaults where the YAML leaves a sampled field unset), so every study reports what
+tuning gained over it; it is skipped when one of those values lies outside the space. The study lives in
 `OUTPUT/tune.db` (SQLite): run the same command again after a kill and it goes on, with the trial that was
 running marked failed (its folder stays as `trial-NNN.incomplete`, which the next trials never reuse). At the
 end: `best.yaml` (the best trial's full config), `trials.csv` and `trials.md`, `history.png` and, with at least
@@ -107,11 +109,60 @@ def sample(trial, space: dict[str, object]) -> dict[str, object]:
     return values
 
 
+def starting_values(base: RunConfig, space: dict[str, object]) -> dict[str, object] | None:
+    """The values `base` trains with for the sampled fields, its unset ones resolved to lsllm's defaults; None when
+    one lies outside the space (the study then starts from sampled values only)."""
+    values = {}
+    for name, spec in space.items():
+        section, _, key = name.partition(".")
+        value = getattr(getattr(base, section), key)
+        if value is None:
+            value = _default(base, name)
+        inside = value in spec if isinstance(spec, list) else value is not None and _in_range(spec, value)
+        if not inside:
+            return None
+        values[name] = value
+    return values
+
+
+def _default(base: RunConfig, name: str):
+    """What training picks for an unset field the default spaces sample (None for other fields)."""
+    if name == "train.lr":
+        return base.learning_rate()
+    if name == "train.batch_tokens":
+        kind, size = base.batching()
+        return size if kind == "tokens" else None
+    if name in ("model.lora_rank", "model.lora_alpha"):
+        from lsllm.model.lora import DEFAULT_ALPHA, DEFAULT_RANK
+
+        return DEFAULT_RANK if name == "model.lora_rank" else DEFAULT_ALPHA
+    if name in ("model.bidirectional", "model.pooling"):
+        from transformers import AutoConfig
+
+        from lsllm.model.build import is_encoder
+        from lsllm.model.pooling import default_bidirectional, default_pooling
+        from lsllm.model.sources import resolve_source
+
+        encoder = is_encoder(AutoConfig.from_pretrained(resolve_source(base.model.model)))
+        bidirectional = base.model.bidirectional
+        if bidirectional is None:
+            bidirectional = default_bidirectional(base.model.task, encoder)
+        return bidirectional if name == "model.bidirectional" else default_pooling(bidirectional, encoder)
+    return None
+
+
+def _in_range(spec: str, value) -> bool:
+    kind, low, high = _RANGE.match(spec).groups()
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(low) <= value <= float(high) \
+        and (kind != "int" or float(value).is_integer())
+
+
 def trial_config(base: RunConfig, values: dict[str, object], output: Path) -> RunConfig:
     config = copy.deepcopy(base)
     for name, value in values.items():
         section, _, key = name.partition(".")
         setattr(getattr(config, section), key, value)
+    config.data.test = None  # trials are compared on validation; test is scored once, by the retrained model
     config.output = str(output)
     config.validate()
     return config
@@ -132,7 +183,7 @@ def tune(config_path: str | Path, output: str | Path, trials: int, timeout: floa
     with output_lock(output, "tuning folder"):  # one `lsllm tune` per folder: RUNNING trials are then stale
         study = _tune(base, space, output, trials, timeout, storage, progress)
         if retrain:
-            retrain_best(study, output, progress)
+            retrain_best(study, output, progress, test=base.data.test)
         return study
 
 
@@ -141,26 +192,29 @@ COMBINED = "train+validation.jsonl"
 TEST = "test.jsonl"
 
 
-def retrain_best(study, output: Path, progress: bool = False) -> Path:
-    """The best trial's settings trained again on its train + validation examples, into OUTPUT/retrained.
+def retrain_best(study, output: Path, progress: bool = False, number: int | None = None, name: str = RETRAINED,
+                 test: str | None = None) -> Path:
+    """The best trial's settings (trial `number`'s if given) trained again on its train + validation examples, into
+    OUTPUT/retrained (OUTPUT/name), then scored on `test` (the tune config's test split; trials never read it).
 
     There is no validation split left to pick a checkpoint with, so the run stops where the best trial's
     validation peaked, in epochs: best_step x (train + validation) / train steps. Labels keep the trial's order;
-    the test split (if the config has one) is scored once, by the retrained model. Run again after a kill, it
+    the test split is scored once, by the retrained model. Run again after a kill, it
     resumes the interrupted run; a finished one is kept as it is."""
     from optuna.trial import TrialState
 
     from lsllm.training.loop import read_splits, train
 
-    folder = output / RETRAINED
+    folder = output / name
     if folder.is_dir():
         return folder  # done before (the study's best can't have changed: this is after its last trial)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise ConfigError(f"no trial of {output} completed, so there is no best setting to retrain; run more "
                           "trials (--trials) first")
-    best = output / "trials" / f"trial-{study.best_trial.number:03d}"
+    best = output / "trials" / f"trial-{study.best_trial.number if number is None else number:03d}"
     config = RunConfig.from_yaml(best / "config.yaml")
     best_step = json.loads((best / "metrics.json").read_text(encoding="utf-8"))["best_step"]
+    config.data.test = test
     splits = read_splits(config)
     examples = splits.train + splits.validation
     # Both splits in lsllm's own JSON Lines (whatever their files' formats and columns), the test split too.
@@ -206,6 +260,10 @@ def _tune(base: RunConfig, space: dict, output: Path, trials: int, timeout: floa
                                 sampler=optuna.samplers.TPESampler(seed=base.train.seed + _count(output, storage)),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     _fail_interrupted(study)
+    if not study.trials:
+        start = starting_values(base, space)
+        if start is not None:
+            study.enqueue_trial(start, user_attrs={"as_written": True})
 
     def objective(trial):
         folder = output / "trials" / f"trial-{trial.number:03d}"
@@ -263,8 +321,9 @@ def write_reports(study, output: Path) -> None:
     header = [str(c) for c in frame.columns]
     rows = ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
             for row in frame.itertuples(index=False)]
+    gain = gain_line(study)
     write_text_atomic(output / "trials.md", "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                                                       *rows]) + "\n")
+                                                       *rows]) + "\n" + (f"\n{gain}\n" if gain else ""))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
@@ -272,6 +331,18 @@ def write_reports(study, output: Path) -> None:
         write_text_atomic(output / "best.yaml", f"# best trial: {best.number}, validation {best.value:.4f}, "
                                                 f"run folder {run}\n" + (run / "config.yaml").read_text())
     _plots(study, output, len(complete))
+
+
+def gain_line(study) -> str | None:
+    """The best trial against the first one (the config as written), on validation; None until both are known."""
+    from optuna.trial import TrialState
+
+    start = next((t for t in study.trials if t.user_attrs.get("as_written")), None)
+    if start is None or start.state != TrialState.COMPLETE:
+        return None
+    best = study.best_trial
+    return (f"Trial {start.number} trained the config as written: validation {start.value:.4f}; best trial "
+            f"{best.number}: {best.value:.4f} ({best.value - start.value:+.4f}).")
 
 
 def _plots(study, output: Path, complete: int) -> None:

@@ -18,6 +18,10 @@ LoraPreset = Literal["paper", "all-linear", "none"]
 _QV_NAMES = [("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("Wqkv",), ("qkv_proj",), ("c_attn",)]
 
 
+DEFAULT_RANK, DEFAULT_ALPHA = 12, 32
+"""The paper's LoRA rank and alpha."""
+
+
 def linear_names(backbone: nn.Module) -> list[str]:
     """Leaf names of every nn.Linear in the backbone (e.g. q_proj, ..., down_proj)."""
     return sorted({name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if isinstance(m, nn.Linear)})
@@ -46,7 +50,7 @@ def resolve_lora(backbone: nn.Module, preset: LoraPreset, rank: int | None = Non
         # The paper's 0.1 on q/v; none on all-linear, where dropout's random masks cost ~22% of a CPU
         # training step (420 bernoulli calls per step on SmolLM2; see benchmarks/RESULTS.md).
         dropout = 0.1 if preset == "paper" else 0.0
-    return {"preset": preset, "r": rank or 12, "alpha": alpha or 32, "dropout": dropout, "targets": targets}
+    return {"preset": preset, "r": rank or DEFAULT_RANK, "alpha": alpha or DEFAULT_ALPHA, "dropout": dropout, "targets": targets}
 
 
 def apply_lora(backbone: nn.Module, settings: dict) -> nn.Module:
