@@ -34,7 +34,15 @@ AS_WRITTEN = "retrained-as-written"
 
 
 def conll_sentences(path: Path) -> list[str]:
-    return [block for block in path.read_text(encoding="utf-8").split("\n\n") if block.strip()]
+    """Sentence blocks (blank lines may hold spaces or tabs, as in WNUT-17's files)."""
+    blocks, lines = [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.strip():
+            lines.append(line)
+        elif lines:
+            blocks.append("\n".join(lines))
+            lines = []
+    return blocks
 
 
 def draw(name: str, data: Path, work: Path, train_size: int, validation_size: int | None, seed: int) -> dict:

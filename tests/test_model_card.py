@@ -7,6 +7,7 @@ import yaml
 from lsllm.cli import main
 from lsllm.model.card import write_model_card
 from lsllm.model.spec import ModelSpec
+from test_workflow import seq_data  # noqa: F401  (fixture)
 
 
 def read_card(folder):
@@ -107,3 +108,24 @@ def test_a_failed_upload_is_one_clear_error_and_keeps_the_export(tiny_runs, tmp_
     err = capsys.readouterr().err
     assert code == 2 and "could not upload" in err and "me/tweets" in err and "Traceback" not in err
     assert (out / "README.md").is_file() and (out / "lsllm.json").is_file()
+
+
+def test_instruct_runs_carry_a_card_with_their_prompt_and_numbers(tiny_models, seq_data, tmp_path):
+    from lsllm.training.loop import train
+    from test_workflow import _instruct_config
+
+    run = tmp_path / "instruct"
+    train(_instruct_config(tiny_models["llama"], seq_data, run), progress=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    meta, body = read_card(run / "model")
+    assert (run / "model" / "adapter" / "README.md").read_text() == (run / "model" / "README.md").read_text()
+    assert meta["library_name"] == "peft" and "instruction-tuning" in meta["tags"] and "base_model" not in meta
+    for split in ("validation", "test"):
+        values, _ = index_metrics(meta, split)
+        assert values == {k: v for k, v in metrics[split].items() if isinstance(v, (int, float))
+                          and k not in ("n", "n_tokens")}
+    prompt = json.loads((run / "prompt.json").read_text())
+    assert prompt["prompt"]["template"].rstrip() in body and all(f"`{label}`" in body for label in prompt["labels"])
+    adapter = json.loads((run / "model" / "adapter" / "adapter_config.json").read_text())
+    assert f"LoRA r={adapter['r']}, alpha={adapter['lora_alpha']}" in body
+    assert (run / "config.yaml").read_text().strip() in body

@@ -35,7 +35,7 @@ def write_model_card(folder: str | Path, run_dir: str | Path | None = None, auto
     folder = Path(folder)
     spec = ModelSpec.load(folder)
     run = Path(run_dir) if run_dir is not None else folder.parent
-    metrics = _read_json(run / "metrics.json")
+    metrics = read_json_or_none(run / "metrics.json")
     config_path = run / "config.yaml"
     config_text = config_path.read_text(encoding="utf-8") if metrics and config_path.is_file() else None
     config = yaml.safe_load(config_text) if config_text else {}
@@ -50,12 +50,16 @@ def write_model_card(folder: str | Path, run_dir: str | Path | None = None, auto
 
 def base_model_id(spec: ModelSpec) -> tuple[str | None, str | None]:
     """(hub id, licence) of the base model where known: an alias's source, or a hub id given as the model."""
-    if spec.base_model in HUB:
-        return HUB[spec.base_model]
+    return hub_source(spec.base_model)
+
+
+def hub_source(base_model: str) -> tuple[str | None, str | None]:
+    if base_model in HUB:
+        return HUB[base_model]
     from lsllm.model.sources import is_hub_id
 
-    looks_local = spec.base_model.startswith(("/", ".", "~")) or spec.base_model.endswith(".gguf")
-    return (spec.base_model if not looks_local and is_hub_id(spec.base_model) else None), None
+    looks_local = base_model.startswith(("/", ".", "~")) or base_model.endswith(".gguf")
+    return (base_model if not looks_local and is_hub_id(base_model) else None), None
 
 
 def card_metadata(spec: ModelSpec, metrics: dict | None, config: dict, name: str, auto_class: str | None) -> dict:
@@ -76,6 +80,11 @@ def card_metadata(spec: ModelSpec, metrics: dict | None, config: dict, name: str
     meta["tags"] = tags
     if licence:
         meta["license"] = licence
+    return meta | model_index(metrics, config, spec.task, name)
+
+
+def model_index(metrics: dict | None, config: dict, task: str, name: str) -> dict:
+    """{"model-index": ...} with every validation and test score of metrics.json ({} without any)."""
     results = []
     for split in ("validation", "test"):
         scores = (metrics or {}).get(split)
@@ -83,15 +92,13 @@ def card_metadata(spec: ModelSpec, metrics: dict | None, config: dict, name: str
             continue
         data = (config.get("data") or {}).get(split) or split
         results.append({
-            "task": {"type": PIPELINE[spec.task], "name": TASK_NAME[spec.task]},
+            "task": {"type": PIPELINE[task], "name": TASK_NAME[task]},
             "dataset": {"name": Path(str(data)).name, "type": Path(str(data)).name, "split": split},
             "metrics": [{"type": key, "value": value, "name": f"{split} {METRIC_NAME.get(key, key)}"}
                         for key, value in scores.items()
                         if _is_metric(key, value)],
         })
-    if results:
-        meta["model-index"] = [{"name": name, "results": results}]
-    return meta
+    return {"model-index": [{"name": name, "results": results}]} if results else {}
 
 
 def _body(spec: ModelSpec, metrics: dict | None, config: dict, config_text: str | None, name: str,
@@ -129,10 +136,10 @@ def _body(spec: ModelSpec, metrics: dict | None, config: dict, config_text: str 
         rows.append(("base weights", f"float32: the {trained_quantized} base training used, dequantized, with LoRA "
                                      "merged in"))
     rows.append(("lsllm version", spec.lsllm_version or "unknown"))
-    out.append(_table(["", ""], rows))
+    out.append(md_table(["", ""], rows))
     if metrics:
-        out += _training(metrics, config, config_text)
-        out += _results(metrics, spec)
+        out += training_section(metrics, config, config_text)
+        out += results_section(metrics, spec.task)
     out += ["## Intended use and limits\n",
             f"For texts like those it was trained on ({'the training file above' if metrics else 'see the run'}), "
             f"to choose among its fixed labels; it cannot predict a label it was not trained with. "
@@ -145,7 +152,7 @@ def _body(spec: ModelSpec, metrics: dict | None, config: dict, config_text: str 
     return "\n".join(out)
 
 
-def _training(metrics: dict, config: dict, config_text: str | None) -> list[str]:
+def training_section(metrics: dict, config: dict, config_text: str | None) -> list[str]:
     data = config.get("data") or {}
     rows = [("training data", f"`{data.get('train')}` ({metrics.get('train_examples')} examples)")]
     for split in ("validation", "test"):
@@ -155,14 +162,14 @@ def _training(metrics: dict, config: dict, config_text: str | None) -> list[str]
     rows += [("steps", f"{metrics.get('steps')} (best on validation: step {metrics.get('best_step')})"),
              ("training tokens", str(metrics.get("train_tokens"))),
              ("training time", f"{metrics.get('train_time_s')} s on {metrics.get('device', 'unknown device')}")]
-    out = ["## Training\n", _table(["", ""], rows)]
+    out = ["## Training\n", md_table(["", ""], rows)]
     if config_text:
         out += ["Reproduce with `lsllm train --config config.yaml`, where config.yaml is the run's:\n",
                 "```yaml\n" + config_text.rstrip() + "\n```\n"]
     return out
 
 
-def _results(metrics: dict, spec: ModelSpec) -> list[str]:
+def results_section(metrics: dict, task: str) -> list[str]:
     out = ["## Results\n"]
     for split in ("validation", "test"):
         scores = metrics.get(split)
@@ -170,10 +177,10 @@ def _results(metrics: dict, spec: ModelSpec) -> list[str]:
             continue
         headline = [(METRIC_NAME.get(k, k), _num(v)) for k, v in scores.items() if _is_metric(k, v)]
         out += [f"**{split}** ({scores.get('n')} examples{', the checkpoint chosen on it' if split == 'validation' else ''})\n",
-                _table(["metric", "value"], headline)]
-        per = scores.get("per_class" if spec.task == "seq" else "per_type") or {}
+                md_table(["metric", "value"], headline)]
+        per = scores.get("per_class" if task == "seq" else "per_type") or {}
         if per:
-            out.append(_table([("label" if spec.task == "seq" else "entity type"), "precision", "recall", "F1",
+            out.append(md_table([("label" if task == "seq" else "entity type"), "precision", "recall", "F1",
                                "support"],
                               [(f"`{k}`", _num(r["precision"]), _num(r["recall"]), _num(r["f1"]), str(r["support"]))
                                for k, r in per.items()]))
@@ -226,7 +233,7 @@ def _is_metric(key: str, value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n" and not key.startswith("n_")
 
 
-def _table(header: list[str], rows: list[tuple]) -> str:
+def md_table(header: list[str], rows: list[tuple]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -236,7 +243,7 @@ def _num(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json_or_none(path: Path) -> dict | None:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

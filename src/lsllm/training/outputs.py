@@ -16,6 +16,8 @@ from lsllm.inference.rows import prediction_rows
 from lsllm.metrics import MAIN_METRIC, confusion, format_report
 from lsllm.model.card import write_model_card
 from lsllm.model.spec import SPEC_FILE
+from lsllm.prompting.card import write_instruct_card
+from lsllm.prompting.predictor import ADAPTER
 from lsllm.report import plot_confusion, plot_curves
 from lsllm.writers import write_predictions
 
@@ -59,8 +61,10 @@ def write_final_reports(work: Path, config, splits, evaluate: Callable[[list], E
     log = work / LOG
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
     plot_curves(records, work / "curves.png")
-    if (work / "model" / SPEC_FILE).is_file():  # prompting runs' model/ holds prompt settings, not a model
+    if (work / "model" / SPEC_FILE).is_file():
         write_model_card(work / "model", work)
+    elif (work / ADAPTER).is_dir():  # instruction tuning; zero-/few-shot runs have no model/
+        write_instruct_card(work)
     return metrics
 
 
