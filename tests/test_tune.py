@@ -171,3 +171,21 @@ def test_a_config_outside_its_own_space_is_not_run_as_the_first_trial(tiny_model
     assert main(["tune", str(config), "--trials", "1", "--output", str(tmp_path / "study")]) == 0
     trial = optuna.load_study(study_name="lsllm", storage=f"sqlite:///{tmp_path / 'study' / 'tune.db'}").trials[0]
     assert 2e-3 <= trial.params["train.lr"] <= 1e-2 and "as_written" not in trial.user_attrs
+
+
+def test_a_retrained_run_below_its_trial_on_the_examples_it_saw_is_flagged(tiny_models, seq_data, tmp_path):
+    """The retrained run has no validation split, so a diverged one (e.g. collapsed into one class) would go
+    unnoticed: it is scored on the validation examples it trained on and flagged when below its trial."""
+    from lsllm.tune import check_retrained
+
+    config = write_config(tmp_path / "tune.yaml", tiny_models["llama"], seq_data, {"lr": [3e-3]})
+    out = tmp_path / "study"
+    assert main(["tune", str(config), "--trials", "1", "--output", str(out), "--retrain"]) == 0
+    seen = json.loads((out / "retrained" / "eval_seen_validation.json").read_text())
+    assert seen["n"] == 16  # the dev file's rows
+    with pytest.warns(RuntimeWarning, match="probably diverged"):
+        check_retrained(out / "retrained", out / "validation.jsonl", seen["accuracy"] + 0.05, "trial-000")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_retrained(out / "retrained", out / "validation.jsonl", seen["accuracy"], "trial-000")

@@ -230,7 +230,34 @@ def retrain_best(study, output: Path, progress: bool = False, number: int | None
     config.output = str(folder)
     config.validate()
     train(config, progress=progress, resume=folder.with_name(folder.name + ".incomplete").is_dir())
+    trial_metrics = json.loads((best / "metrics.json").read_text(encoding="utf-8"))
+    check_retrained(folder, _write_examples(output / SEEN, splits.validation),
+                    trial_metrics["validation"][trial_metrics["main_metric"]], best.name)
     return folder
+
+
+SEEN = "validation.jsonl"
+COLLAPSE_MARGIN = 0.02
+
+
+def check_retrained(folder: Path, seen: Path, trial_value: float, trial: str) -> dict:
+    """There is no validation split left to catch a retrained run that diverged (a high learning rate can fall
+    into predicting one class on another data order), so score it on the validation examples it trained on: it
+    should beat the trial that never saw them. If it is COLLAPSE_MARGIN or more below, warn. The scores are in
+    `folder/eval_seen_validation.json` (never the test split: that stays scored once)."""
+    import warnings
+
+    from lsllm.evaluate import evaluate_run
+    from lsllm.metrics import MAIN_METRIC
+
+    metrics, _ = evaluate_run(folder, seen, split_name="seen_validation")
+    value = metrics[MAIN_METRIC[metrics["task"]]]
+    if value < trial_value - COLLAPSE_MARGIN:
+        warnings.warn(f"{folder} scores {value:.4f} on the validation examples it was trained on, below {trial} "
+                      f"({trial_value:.4f}) which never saw them: the retrained run probably diverged (e.g. into one "
+                      f"class); use {trial}'s model, or retrain with a lower lr or another seed", RuntimeWarning,
+                      stacklevel=2)
+    return metrics
 
 
 def _write_examples(path: Path, examples: list) -> Path:
