@@ -111,11 +111,8 @@ def main(argv=None) -> dict:
     if not config.exists():  # a continued study keeps its samples
         raw = {"data": draw(args.set, args.data, args.work, args.train_size, validation_size, args.seed),
                "model": {"model": args.model, "task": task},
-               "train": {"evals_per_epoch": 2, "seed": args.seed} | ({"max_steps": args.max_steps, "eval_every":
-                                                                    max(1, args.max_steps // 2)}
-                                                                   if args.max_steps else {})}
-        if args.max_steps:
-            del raw["train"]["evals_per_epoch"]
+               "train": {"seed": args.seed, **({"max_steps": args.max_steps, "eval_every": max(1, args.max_steps // 2)}
+                                                if args.max_steps else {"evals_per_epoch": 2})}}
         config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     study_dir = args.work / "study"
     start = time.perf_counter()

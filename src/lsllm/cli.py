@@ -264,8 +264,7 @@ def tune(
     verbose: bool = VERBOSE,
 ):
     """Search settings with Optuna: every trial is a run folder; run again after a kill to continue."""
-    from lsllm.tune import gain_line
-    from lsllm.tune import tune as run_tune
+    from lsllm.tune import gain_line, tune as run_tune
 
     with _quiet(verbose), _user_errors():
         study = run_tune(config, output, trials, timeout=timeout, storage=storage, retrain=retrain)

@@ -198,9 +198,9 @@ def retrain_best(study, output: Path, progress: bool = False, number: int | None
     OUTPUT/retrained (OUTPUT/name), then scored on `test` (the tune config's test split; trials never read it).
 
     There is no validation split left to pick a checkpoint with, so the run stops where the best trial's
-    validation peaked, in epochs: best_step x (train + validation) / train steps. Labels keep the trial's order;
-    the test split is scored once, by the retrained model. Run again after a kill, it
-    resumes the interrupted run; a finished one is kept as it is."""
+    validation peaked, in epochs: best_step x (train + validation) / train steps. Labels keep the trial's order.
+    Then check_retrained flags a run that diverged. Run again after a kill, it resumes the interrupted run; a
+    finished one is kept as it is."""
     from optuna.trial import TrialState
 
     from lsllm.training.loop import read_splits, train
@@ -213,7 +213,8 @@ def retrain_best(study, output: Path, progress: bool = False, number: int | None
                           "trials (--trials) first")
     best = output / "trials" / f"trial-{study.best_trial.number if number is None else number:03d}"
     config = RunConfig.from_yaml(best / "config.yaml")
-    best_step = json.loads((best / "metrics.json").read_text(encoding="utf-8"))["best_step"]
+    trial_metrics = json.loads((best / "metrics.json").read_text(encoding="utf-8"))
+    best_step = trial_metrics["best_step"]
     config.data.test = test
     splits = read_splits(config)
     examples = splits.train + splits.validation
@@ -230,7 +231,6 @@ def retrain_best(study, output: Path, progress: bool = False, number: int | None
     config.output = str(folder)
     config.validate()
     train(config, progress=progress, resume=folder.with_name(folder.name + ".incomplete").is_dir())
-    trial_metrics = json.loads((best / "metrics.json").read_text(encoding="utf-8"))
     check_retrained(folder, _write_examples(output / SEEN, splits.validation),
                     trial_metrics["validation"][trial_metrics["main_metric"]], best.name)
     return folder
