@@ -68,8 +68,9 @@ def test_unknown_source_is_refused_offline_and_a_cached_hub_id_loads(offline, ti
 # -- 2. damaged GGUF files ------------------------------------------------------------------------
 
 
-def write_tiny_gguf(path: Path) -> Path:
-    """A tiny random Llama as a real GGUF file (F32 tensors, byte-level BPE tokenizer)."""
+def write_tiny_gguf(path: Path, quantized: bool = False) -> Path:
+    """A tiny random Llama as a real GGUF file (F32 tensors, or Q8_0 matrices when `quantized`; byte-level BPE
+    tokenizer)."""
     import gguf
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -94,12 +95,20 @@ def write_tiny_gguf(path: Path) -> Path:
     w.add_bos_token_id(0)
     w.add_eos_token_id(0)
     rng = np.random.default_rng(0)
-    w.add_tensor("token_embd.weight", (rng.standard_normal((len(tokens), hidden)) * 0.02).astype(np.float32))
+
+    def matrix(name: str, shape: tuple[int, int]) -> None:
+        values = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+        if not quantized:
+            return w.add_tensor(name, values)
+        q8 = gguf.GGMLQuantizationType.Q8_0
+        w.add_tensor(name, gguf.quants.quantize(values, q8), raw_dtype=q8)
+
+    matrix("token_embd.weight", (len(tokens), hidden))
     kv_dim = hidden // heads * kv
     for name, shape in [("attn_q", (hidden, hidden)), ("attn_k", (kv_dim, hidden)), ("attn_v", (kv_dim, hidden)),
                         ("attn_output", (hidden, hidden)), ("ffn_gate", (ff, hidden)), ("ffn_up", (ff, hidden)),
                         ("ffn_down", (hidden, ff))]:
-        w.add_tensor(f"blk.0.{name}.weight", (rng.standard_normal(shape) * 0.02).astype(np.float32))
+        matrix(f"blk.0.{name}.weight", shape)
     for name in ["blk.0.attn_norm", "blk.0.ffn_norm", "output_norm"]:
         w.add_tensor(f"{name}.weight", np.ones(hidden, np.float32))
     w.write_header_to_file()

@@ -15,6 +15,7 @@ import difflib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import socket
@@ -31,6 +32,8 @@ from lsllm.errors import LsllmError, ModelSourceError
 from lsllm.files import normal_mode
 from lsllm.files import write_text_atomic
 from lsllm.memory import release_freed_memory
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -324,9 +327,25 @@ def gguf_to_folder(path: Path) -> Path:
 
 
 def _dequantize(path: Path, folder: Path) -> None:
-    """Tokenizer and bf16 model from `path` into `folder`, one at a time: each is saved and freed before the
-    next loads, so the conversion's peak (transformers' GGUF reader: ~3 GB for Gemma-3-270m) is not added to
-    the run that asked for it (benchmarks/RESULTS.md, section 2e)."""
+    """Tokenizer, config and bf16 weights of `path` into `folder`: lsllm's one-pass converter (the same bytes
+    in less time and memory), or transformers' loader where that one declines or fails."""
+    from lsllm.model.gguf_convert import convert_gguf
+
+    try:
+        convert_gguf(path, folder)
+        return
+    except Exception as err:  # noqa: BLE001 - any failure here leaves the decision to the reference path
+        logger.info("one-pass GGUF conversion of %s declined (%s); using transformers' loader", path, first_line(err))
+    for leftover in folder.iterdir():
+        leftover.unlink()
+    release_freed_memory()
+    _reference_dequantize(path, folder)
+
+
+def _reference_dequantize(path: Path, folder: Path) -> None:
+    """Tokenizer and bf16 model from `path` into `folder` through `from_pretrained`, one at a time: each is
+    saved and freed before the next loads, so the conversion's peak (transformers' GGUF reader: ~3 GB for
+    Gemma-3-270m) is not added to the run that asked for it (benchmarks/RESULTS.md, section 2e)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def unreadable(err: Exception) -> ModelSourceError:
