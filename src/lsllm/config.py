@@ -75,7 +75,7 @@ class ModelConfig:
     """QLoRA: load the frozen base in 4bit (NF4, double quantization) or 8bit through bitsandbytes (CPU or CUDA),
     with LoRA and the head in float32; none keeps it in the training precision."""
     attn_implementation: str = "auto"
-    """auto (SDPA on GPUs; on CPUs eager up to max_length 1024, SDPA above), sdpa, eager, or any transformers
+    """auto (SDPA on GPUs; on CPUs eager up to max_length 256, SDPA above), sdpa, eager, or any transformers
     attention backend."""
 
 

@@ -66,11 +66,12 @@ def _quiet_transformers():
         logger.setLevel(level)
 
 
-EAGER_CPU_MAX_LENGTH = 1024
-"""On CPUs `auto` picks eager attention up to this max_length and SDPA above it: SDPA's flash backward was
-slower at classification lengths (benchmarks/RESULTS.md), but eager attention keeps every layer's
-length x length probabilities for the backward pass: at 2,048 tokens that is 9 heads x 2048^2 x 4 bytes x
-30 layers = 4.5 GB per row for SmolLM2 before their gradients. `throughput.py --lengths` measures both."""
+EAGER_CPU_MAX_LENGTH = 256
+"""On CPUs `auto` picks eager attention up to this max_length and SDPA above it. At classification lengths the
+two train at the same speed on real padded batches (SDPA's flash backward was slower under bf16 on the machine
+of RESULTS section 2), but eager attention keeps every layer's length x length probabilities for the backward
+pass: `throughput.py --lengths` (RESULTS 2h, float32) measured SDPA at 1.00x eager's tokens/s at 256 tokens,
+1.41x at 1,024 and 2.4x at 2,048, with 0.6, 1.4 and 4.9 GB less peak memory."""
 
 
 def resolve_attention(attn_implementation: str, max_length: int | None = None) -> str:
