@@ -52,6 +52,8 @@ def test_a_declined_conversion_falls_back_to_transformers_without_leftovers(tmp_
 
     def half_then_decline(gguf_file, folder):
         (folder / "stray.bin").write_bytes(b"half-written")
+        (folder / "stray").mkdir()
+        (folder / "stray" / "part.bin").write_bytes(b"half-written")
         raise Unsupported("declined in a test")
 
     monkeypatch.setenv("LSLLM_CACHE", str(tmp_path / "cache"))

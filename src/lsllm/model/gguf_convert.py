@@ -1,16 +1,16 @@
 """Convert a GGUF file into a bf16 safetensors folder in one pass over its tensors.
 
-`from_pretrained(gguf_file=...)` re-parses the file's metadata with gguf-py's reader for the config, the
-tokenizer and the weights (a 262k-token vocabulary makes each parse ~25 s and ~700 MB), maps names with
-one tensor-name table per submodule, and holds every weight while the model is built: Gemma-3-270m's
-first use took ~65 s and peaked at ~2.9 GB (benchmarks/RESULTS.md 2e). Here the legacy metadata parse
-runs once (for the config), the tokenizer comes from transformers' fast reader, tensors are dequantized
-one at a time with gguf-py (the same arithmetic and the same per-architecture fixes transformers applies,
-so the saved weights are the same bytes) into a model built on the meta device, and nothing but the bf16
-weights stays resident.
+`from_pretrained(gguf_file=...)` parses the file's metadata with gguf-py's reader for the config and again for
+the weights (a 262k-token vocabulary makes each parse ~25 s and ~960 MB), maps names with one tensor-name table
+per submodule, and holds every weight while the model is built: Gemma-3-270m's first use peaked at ~3.2 GB
+(benchmarks/RESULTS.md 2e). Here the weights need no legacy parse: the tensor table is walked directly,
+tensors are dequantized one at a time with gguf-py (the same arithmetic and the same per-architecture fixes
+transformers applies, so the saved weights are the same bytes) into a model built on the meta device, and
+nothing but the bf16 weights stays resident. The config still comes from one legacy parse, and `AutoTokenizer`
+makes its own (to pick the tokenizer class) before its fast reader builds the vocabulary.
 
-Anything this path does not know (an older transformers without the fast reader, a tensor it can't map,
-a weight left unfilled) raises `Unsupported`, and the caller falls back to `from_pretrained`.
+Anything this path does not handle (a transformers that moved these functions, a tensor processor that writes
+tensors of its own, a weight left unfilled) raises `Unsupported`; the caller then uses `from_pretrained`.
 """
 from __future__ import annotations
 
@@ -113,8 +113,7 @@ def convert_gguf(path: Path, folder: Path) -> None:
 
     from lsllm.memory import release_freed_memory
 
-    # The one legacy parse: config keys exactly as from_pretrained reads them (the vocabulary it also
-    # decodes is dropped at once; the tokenizer is read by transformers' own fast reader below).
+    # Config keys exactly as from_pretrained reads them; the vocabulary this parse also decodes is dropped at once.
     gguf_config = load_gguf_checkpoint(str(path), return_tensors=False)["config"]
     release_freed_memory()
     config = AutoConfig.for_model(**gguf_config)

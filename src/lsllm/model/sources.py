@@ -336,8 +336,8 @@ def _dequantize(path: Path, folder: Path) -> None:
         return
     except Exception as err:  # noqa: BLE001 - any failure here leaves the decision to the reference path
         logger.info("one-pass GGUF conversion of %s declined (%s); using transformers' loader", path, first_line(err))
-    for leftover in folder.iterdir():
-        leftover.unlink()
+    for leftover in folder.iterdir():  # what the declined path wrote: the reference starts from an empty folder
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     release_freed_memory()
     _reference_dequantize(path, folder)
 
