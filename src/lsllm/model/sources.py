@@ -295,14 +295,14 @@ def check_gguf(path: Path) -> None:
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise damaged("it does not start with the GGUF magic bytes")
-    from gguf import GGUFReader
+    from lsllm.model.gguf_convert import tensor_table
 
-    try:
-        reader = GGUFReader(path)
-    except Exception as err:  # a cut file fails in many ways (ValueError, IndexError, struct errors, ...)
+    try:  # the converter's own table walk: gguf-py's reader would decode the whole vocabulary first
+        _, entries = tensor_table(path)
+    except Exception as err:  # a cut file fails in many ways (struct errors, bad UTF-8, odd value types, ...)
         raise damaged(first_line(err)) from None
     size = path.stat().st_size
-    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    end = max((e.start + e.nbytes for e in entries), default=0)
     if end > size:
         raise damaged(f"{size} bytes, but its tensors end at byte {end}")
 
