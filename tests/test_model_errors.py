@@ -138,6 +138,43 @@ def test_damaged_gguf_is_named_and_a_good_one_converts(tmp_path, monkeypatch):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
 
 
+def test_two_processes_converting_one_gguf_convert_it_once(tmp_path, monkeypatch):
+    # Two `lsllm train` runs started together on a fresh machine (a sweep with --jobs 2) once raced here:
+    # both converted, and the second rename failed with "Directory not empty".
+    import threading
+    import time
+
+    import lsllm.model.sources as sources
+
+    monkeypatch.setenv("LSLLM_CACHE", str(tmp_path / "cache"))
+    good = write_tiny_gguf(tmp_path / "tiny.gguf")
+    real, calls = sources._dequantize, []
+
+    def slow_dequantize(path, folder):
+        calls.append(folder)
+        time.sleep(0.5)  # long enough that both callers are inside gguf_to_folder at once
+        real(path, folder)
+
+    monkeypatch.setattr(sources, "_dequantize", slow_dequantize)
+    results, errors = [], []
+
+    def convert():
+        try:
+            results.append(resolve_source(str(good)))
+        except BaseException as err:  # noqa: BLE001 - the test reports it
+            errors.append(err)
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1 and len(set(results)) == 1
+    folder = Path(results[0])
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert [p.name for p in folder.parent.iterdir() if "tmp" in p.name] == []  # no temp folder left
+
+
 # -- 3. broken model folders, pickled weights -----------------------------------------------------
 
 

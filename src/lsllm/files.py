@@ -5,7 +5,8 @@
 - Temporary folders are locked (`flock`) while their writer lives; a later writer of the same target
   removes the ones whose writer died (kill -9 leaves them behind), never one still being written.
 - `output_lock` gives one process at a time a target path (a run folder, an export), from its
-  first check to its final rename.
+  first check to its final rename; `cache_lock` makes a second builder of a shared cache entry wait
+  for the first instead of failing.
 - Nothing here deletes or replaces a user's existing file or folder unless the caller says so.
 """
 from __future__ import annotations
@@ -143,6 +144,29 @@ def output_lock(target: str | os.PathLike, what: str = "run folder") -> Iterator
         yield
     finally:
         _remove_quietly(str(lock))
+        os.close(fd)
+
+
+@contextmanager
+def cache_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Wait for, then hold, the lock of a cache entry that any number of processes may need at once.
+
+    Two `lsllm train` runs started together on a fresh machine both need the same converted model: the
+    first builds it, the second blocks here and then finds it built (callers check again inside the
+    block). The lock file `.<name>.lock` stays beside the entry: unlinking it would let a waiter lock a
+    file that a newcomer no longer sees. The kernel drops the lock when its holder dies.
+    """
+    target = Path(target)
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise unwritable(target, err) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
         os.close(fd)
 
 

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from urllib.parse import urlparse
 import torch
 
 from lsllm.errors import LsllmError, ModelSourceError
-from lsllm.files import normal_mode
+from lsllm.files import atomic_folder, cache_lock
 from lsllm.files import write_text_atomic
 from lsllm.memory import release_freed_memory
 
@@ -257,10 +256,11 @@ def _gemma_folder() -> Path:
 
     target = cache_dir() / "assembled" / "gemma-3-270m-Q4_K_M.gguf"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        assemble(str(tmp))
-        os.replace(tmp, target)
+        with cache_lock(target):  # one assembler at a time; `.part` is only ever written under the lock
+            if not target.is_file():
+                tmp = target.with_suffix(".part")
+                assemble(str(tmp))
+                os.replace(tmp, target)
     return gguf_to_folder(target)
 
 
@@ -313,16 +313,13 @@ def gguf_to_folder(path: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     check_gguf(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        normal_mode(tmp, folder=True)  # mkdtemp makes it 0700; the cache is a folder like any other
-        _dequantize(path, tmp)
-        (tmp / "lsllm_source.json").write_text(json.dumps({"gguf": str(path)}))
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with cache_lock(target):  # a second process converting the same file waits, then finds it converted
+        if (target / "config.json").is_file():
+            return target
+        # replace=True: the entry is lsllm's own cache, and a folder there without config.json is not whole
+        with atomic_folder(target, replace=True) as tmp:
+            _dequantize(path, tmp)
+            (tmp / "lsllm_source.json").write_text(json.dumps({"gguf": str(path)}))
     return target
 
 
