@@ -6,7 +6,9 @@ Reads `<runs_dir>/*/cell.json` (written by run.py). Always prints (and writes to
 cell: main metric on validation and test as mean ± spread over seeds, test size, train size, steps, wall
 time. When the experiments file has a `report:` section it also lays the cells out like the paper's tables
 (rows = variants, columns = datasets, with an optional clearly-labelled reference column), draws the
-training curves of the chosen variants and a pooling-ablation bar chart. `--results FILE` splices the whole
+training curves of the chosen variants, a pooling-ablation bar chart, and learning curves over training-set
+size (`data_curves`: a dataset and its `like:` subsets, test metric against training examples, one plot and
+table per dataset, so the sizes where one method overtakes another are visible). `--results FILE` splices the whole
 report into FILE between `<!-- report:NAME begin -->` and `<!-- report:NAME end -->` (NAME = the
 experiments file's stem), leaving the hand-written text around it alone; plots go to
 `benchmarks/results/NAME/`.
@@ -193,6 +195,72 @@ def plot_validation_curves(cells: list[dict], runs_dir: Path, out_dir: Path, dat
     return written
 
 
+def _family(spec: dict, base: str) -> list[str]:
+    """`base` and the datasets declared `like: base` (its learning-curve subsets)."""
+    entries = spec.get("datasets", {})
+    return [base] + [d for d, e in entries.items() if isinstance(e, dict) and e.get("like") == base]
+
+
+def data_size_points(spec: dict, cells: list[dict], base: str, variants: list[str]) -> dict[str, list[tuple]]:
+    """Per variant, (training examples, [test metric per seed]) over `base` and its subsets, by size."""
+    groups = group_cells(cells)
+    family = _family(spec, base)
+    points: dict[str, list[tuple]] = {}
+    for variant in variants:
+        row = [(g[0]["train_examples"], scores(g, "test") or scores(g, "validation"))
+               for d in family if (g := groups.get((d, variant)))]
+        if row:
+            points[variant] = sorted(row)
+    return points
+
+
+def data_size_table(spec: dict, cells: list[dict], base: str, variants: list[str]) -> str:
+    """Rows = variants, columns = training-set sizes, test metric (the best variant of each size in bold)."""
+    points = data_size_points(spec, cells, base, variants)
+    if not points:
+        return ""
+    labels = spec.get("report", {}).get("labels", {})
+    sizes = sorted({n for row in points.values() for n, _ in row})
+    best = {n: max(statistics.mean(v) for row in points.values() for m, v in row if m == n and v) for n in sizes}
+    metric = next(c["main_metric"] for c in cells if c["dataset"] in _family(spec, base))
+    lines = [f"**{base}: test {metric} % by training examples**", "",
+             "| variant | " + " | ".join(f"{n:,}" for n in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    for variant, row in points.items():
+        by_size = dict(row)
+        cells_text = []
+        for n in sizes:
+            value = fmt(by_size.get(n, []))
+            if by_size.get(n) and statistics.mean(by_size[n]) == best[n] and len(points) > 1:
+                value = f"**{value}**"
+            cells_text.append(value)
+        lines.append(f"| {labels.get(variant, variant)} | " + " | ".join(cells_text) + " |")
+    return "\n".join(lines)
+
+
+def plot_data_size(spec: dict, cells: list[dict], base: str, variants: list[str], out_dir: Path) -> Path | None:
+    """Test metric against training examples (log scale), one line per variant."""
+    points = data_size_points(spec, cells, base, variants)
+    if not points:
+        return None
+    plt = _pyplot()
+    labels = spec.get("report", {}).get("labels", {})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for variant, row in points.items():
+        xs = [n for n, v in row if v]
+        ys = [100 * statistics.mean(v) for _, v in row if v]
+        ax.plot(xs, ys, marker="o", label=labels.get(variant, variant))
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples (log scale)")
+    metric = next(c["main_metric"] for c in cells if c["dataset"] in _family(spec, base))
+    ax.set_ylabel(f"test {metric} (%)")
+    ax.set_title(f"{base}: learning curves over training-set size")
+    ax.legend(fontsize=7)
+    path = out_dir / f"data_size_{base}.png"
+    save_figure_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
 def plot_pooling(layout: dict, cells: list[dict], out_dir: Path) -> Path | None:
     """Grouped bars: test metric per pooling, causal vs bidirectional, per dataset (like the paper's Table 5)."""
     groups = group_cells(cells)
@@ -240,6 +308,11 @@ def build_report(spec: dict, cells: list[dict], runs_dir: Path, plot_dir: Path, 
         plots.append(plot_pooling(layout["pooling"], cells, plot_dir))
     curves = layout.get("curves", {})
     plots += plot_validation_curves(cells, runs_dir, plot_dir, curves.get("datasets"), curves.get("variants"), labels)
+    for block in layout.get("data_curves", []):
+        size_table = data_size_table(spec, cells, block["dataset"], block["variants"])
+        if size_table:
+            parts.append(size_table)
+        plots.append(plot_data_size(spec, cells, block["dataset"], block["variants"], plot_dir))
     parts.append("**Every cell** (main metric, mean ± population spread over seeds)\n\n" + table(spec, cells))
     parts.append("\n".join(f"![{p.stem}]({link_prefix}{p.name})" for p in plots if p))
     return "\n\n".join(parts) + "\n"

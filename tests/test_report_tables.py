@@ -76,3 +76,21 @@ def test_whole_test_cells_are_rescored_on_the_prompting_sample(tmp_path):
     cells = [cell("a", "ls", 0, 15 / full, n=full), cell("a", "zs", 0, 0.6, n=k)]
     text = report.same_sample_table(LAYOUT, SPEC, cells, tmp_path)
     assert "a, the same 20 of 50 test examples: zs 60.0; LS 75.0" in text
+
+
+def test_data_size_curves_join_a_dataset_and_its_subsets_and_bold_the_best_per_size(tmp_path):
+    spec = {"datasets": {"a": {"path": "x"}, "a_n100": {"like": "a", "train_subset": 100}, "b": {"path": "y"}},
+            "variants": {"ls": {}, "enc": {}}, "report": {"labels": {"ls": "LS"},
+                                                          "data_curves": [{"dataset": "a", "variants": ["ls", "enc"]}]}}
+
+    def sized(dataset, variant, seed, test, n):
+        return cell(dataset, variant, seed, test) | {"train_examples": n}
+
+    cells = [sized("a_n100", "ls", 0, 0.60, 100), sized("a_n100", "enc", 0, 0.70, 100),
+             sized("a", "ls", 0, 0.90, 1000), sized("a", "ls", 1, 0.92, 1000), sized("a", "enc", 0, 0.85, 1000),
+             sized("b", "ls", 0, 0.10, 100)]  # another dataset: not on a's curve
+    text = report.build_report(spec, cells, tmp_path / "runs", tmp_path, "img/")
+    assert "| variant | 100 | 1,000 |" in text
+    assert "| LS | 60.0 | **91.0 ± 1.0 (n=2)** |" in text  # the encoder leads at 100, LS at 1,000: the crossover
+    assert "| enc | **70.0** | 85.0 |" in text
+    assert (tmp_path / "data_size_a.png").is_file() and "![data_size_a](img/data_size_a.png)" in text
