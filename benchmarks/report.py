@@ -175,8 +175,10 @@ def plot_validation_curves(cells: list[dict], runs_dir: Path, out_dir: Path, dat
                 and (datasets is None or c["dataset"] in datasets) and (variants is None or c["variant"] in variants)):
             by_dataset[c["dataset"]].append(c)
     for dataset, group in by_dataset.items():
-        fig, ax = plt.subplots(figsize=(7, 4))
         curves = [(c, _evals(runs_dir, c)) for c in group]
+        if not any(evals for _, evals in curves):  # records without validation curves: no empty plot
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
         # Batches are sized by tokens since issue 13, so steps are not comparable across runs: examples seen are.
         by_examples = all(r.get("examples") for _, evals in curves for r in evals)
         for c, evals in curves:
