@@ -9,7 +9,9 @@ seed, train size, steps, wall time and metrics in `<runs_dir>/<cell>/cell.json`.
 Subsets are fixed and seeded: `train_subset: N` samples N training examples with seed 0;
 `validation_from_train: N` holds out N other training examples as the validation split (for sets whose
 official dev split is the test split, as in the paper); validation and test files are used whole unless a
-grid block sets `test_subset: N` (a fixed seeded sample, for costly baselines; the report shows test sizes).
+grid block sets `test_subset: N` (a fixed seeded sample, for costly baselines; the report shows test sizes) or a
+dataset sets `validation_subset: N` (a fixed seeded sample of its validation file: checkpoint selection for cells
+that validate often, such as many epochs over a small learning-curve subset).
 `--jobs N` runs N cells at once with cores/N threads each: small-batch CPU training is overhead-bound, so
 two 1-thread cells finish ~1.5x sooner on 2 cores than one 2-thread cell at a time (their logs go to
 `<cell>/train.log`).
@@ -110,8 +112,9 @@ def split_files(dataset: dict, folder: Path, test_subset: int | None = None) -> 
     for split in ("validation", "test"):
         if dataset.get(split) and split not in files:
             rows = _read(dataset, split)
-            if split == "test" and test_subset and test_subset < len(rows):
-                rows = [rows[i] for i in test_sample(len(rows), test_subset)]
+            k = test_subset if split == "test" else dataset.get("validation_subset")
+            if k and k < len(rows):
+                rows = [rows[i] for i in test_sample(len(rows), k)]
             files[split] = _write_jsonl(rows, folder / f"{split}.jsonl")
     return files, len(train), labels
 
