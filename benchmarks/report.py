@@ -252,6 +252,9 @@ def plot_data_size(spec: dict, cells: list[dict], base: str, variants: list[str]
         ys = [100 * statistics.mean(v) for _, v in row if v]
         ax.plot(xs, ys, marker="o", label=labels.get(variant, variant))
     ax.set_xscale("log")
+    sizes = sorted({n for row in points.values() for n, v in row if v})
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the sizes trained, not powers of ten
+    ax.minorticks_off()
     ax.set_xlabel("training examples (log scale)")
     metric = next(c["main_metric"] for c in cells if c["dataset"] in _family(spec, base))
     ax.set_ylabel(f"test {metric} (%)")
