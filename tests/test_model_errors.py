@@ -143,6 +143,7 @@ def test_two_processes_converting_one_gguf_convert_it_once(tmp_path, monkeypatch
     # both converted, and the second rename failed with "Directory not empty".
     import threading
     import time
+    import warnings
 
     import lsllm.model.sources as sources
 
@@ -156,11 +157,14 @@ def test_two_processes_converting_one_gguf_convert_it_once(tmp_path, monkeypatch
         real(path, folder)
 
     monkeypatch.setattr(sources, "_dequantize", slow_dequantize)
-    results, errors = [], []
+    results, errors, said = [], [], []
 
     def convert():
         try:
-            results.append(resolve_source(str(good)))
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                results.append(resolve_source(str(good)))
+            said.extend(str(w.message) for w in seen)
         except BaseException as err:  # noqa: BLE001 - the test reports it
             errors.append(err)
 
@@ -170,6 +174,7 @@ def test_two_processes_converting_one_gguf_convert_it_once(tmp_path, monkeypatch
     for t in threads:
         t.join()
     assert not errors and len(calls) == 1 and len(set(results)) == 1
+    assert any("waiting for another lsllm process to finish writing" in m for m in said)  # the waiter says why
     folder = Path(results[0])
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     assert [p.name for p in folder.parent.iterdir() if "tmp" in p.name] == []  # no temp folder left

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -164,7 +165,9 @@ def cache_lock(target: str | os.PathLike) -> Iterator[None]:
     except OSError as err:
         raise unwritable(target, err) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _try_flock(fd):  # say why nothing happens for a while (a Gemma conversion takes a minute)
+            warnings.warn(f"waiting for another lsllm process to finish writing {target}", stacklevel=3)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
