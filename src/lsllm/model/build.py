@@ -27,7 +27,7 @@ from lsllm.model.attention import check_attention, set_attention_mode
 from lsllm.model.classifier import LSModel
 from lsllm.model.lora import apply_lora, load_lora, resolve_lora
 from lsllm.model.pooling import default_bidirectional, default_pooling
-from lsllm.model.quantize import check_quantize, dequantized, prepare_for_training, quantization_config
+from lsllm.model.quantize import check_quantize, dequantized, one_cpu_kernel, prepare_for_training, quantization_config
 from lsllm.model.sources import check_model_folder, loading, portable_source, resolve_recorded, resolve_source
 from lsllm.model.spec import SPEC_FILE, ModelSpec
 
@@ -101,6 +101,8 @@ def load_backbone(path: str, bidirectional: bool, attn_implementation: str = "au
         backbone = AutoModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                              attn_implementation=resolve_attention(attn_implementation, max_length),
                                              quantization_config=quantization_config(quantize, compute_dtype))
+    if quantize == "4bit":
+        one_cpu_kernel(backbone)
     # A classifier never generates: no KV cache per forward (it costs a concatenation per layer and
     # makes torch.compile recompile for every layer index).
     backbone.config.use_cache = False

@@ -51,6 +51,20 @@ def quantization_config(quantize: str, compute_dtype: torch.dtype | None):
                               bnb_4bit_compute_dtype=compute_dtype or torch.float32)
 
 
+def one_cpu_kernel(backbone: torch.nn.Module) -> torch.nn.Module:
+    """Keep bitsandbytes' 4-bit layers on the kernel they train with when they evaluate.
+
+    On CPUs with AVX512-BF16, a `Linear4bit` in eval mode without grad repacks its weight for another kernel
+    (`_convert_weight_packed_for_cpu`, absmax rounded to bf16): validation would then score a numerically
+    different model than the one training and reloading use (0.2 % of the loss on SmolLM2), and the repack fails
+    outright on layers whose inputs are not a multiple of the 64-weight block ("shape '[32, 0]' is invalid").
+    """
+    for module in backbone.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return backbone
+
+
 def prepare_for_training(backbone: torch.nn.Module) -> torch.nn.Module:
     """PEFT's k-bit preparation (freeze everything, keep non-quantized weights in float32), without the gradient
     checkpointing it turns on by default: lsllm's inputs are short, and recomputation would slow every step."""
