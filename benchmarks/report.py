@@ -203,6 +203,10 @@ def _family(spec: dict, base: str) -> list[str]:
     return [base] + [d for d, e in entries.items() if isinstance(e, dict) and e.get("like") == base]
 
 
+def _family_metric(spec: dict, cells: list[dict], base: str) -> str:
+    return next(c["main_metric"] for c in cells if c["dataset"] in _family(spec, base))
+
+
 def data_size_points(spec: dict, cells: list[dict], base: str, variants: list[str]) -> dict[str, list[tuple]]:
     """Per variant, (training examples, [test metric per seed]) over `base` and its subsets, by size."""
     groups = group_cells(cells)
@@ -224,7 +228,7 @@ def data_size_table(spec: dict, cells: list[dict], base: str, variants: list[str
     labels = spec.get("report", {}).get("labels", {})
     sizes = sorted({n for row in points.values() for n, _ in row})
     best = {n: max(statistics.mean(v) for row in points.values() for m, v in row if m == n and v) for n in sizes}
-    metric = next(c["main_metric"] for c in cells if c["dataset"] in _family(spec, base))
+    metric = _family_metric(spec, cells, base)
     lines = [f"**{base}: test {metric} % by training examples**", "",
              "| variant | " + " | ".join(f"{n:,}" for n in sizes) + " |", "|---|" + "---:|" * len(sizes)]
     for variant, row in points.items():
@@ -256,7 +260,7 @@ def plot_data_size(spec: dict, cells: list[dict], base: str, variants: list[str]
     ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the sizes trained, not powers of ten
     ax.minorticks_off()
     ax.set_xlabel("training examples (log scale)")
-    metric = next(c["main_metric"] for c in cells if c["dataset"] in _family(spec, base))
+    metric = _family_metric(spec, cells, base)
     ax.set_ylabel(f"test {metric} (%)")
     ax.set_title(f"{base}: learning curves over training-set size")
     ax.legend(fontsize=7)
